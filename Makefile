@@ -1,0 +1,71 @@
+# Multimodal emotion recognition platform. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= ../shared/data
+export PYTHONUNBUFFERED := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run migrate test lint fmt typecheck pytest train-text train-image train-speech train-fusion evaluate bench up down k8s clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+venv: $(STAMP) ## Create the virtualenv with every service's dependencies
+
+migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite)
+	$(VENV)/bin/alembic upgrade head
+
+run: $(STAMP) migrate ## Run all five services locally (Ctrl-C stops them)
+	$(PY) deploy/run_local.py
+
+lint: $(STAMP) ## ruff lint + format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: $(STAMP) ## Format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(STAMP) ## mypy --strict on shared/ and services/
+	$(VENV)/bin/mypy
+
+pytest: $(STAMP) ## Run the test suite only
+	$(VENV)/bin/pytest
+
+test: lint typecheck pytest ## Lint, type-check and run every test
+
+train-text: $(STAMP) ## Train the text model (see services/text/MODEL_CARD.md)
+	$(PY) -m training.text.train --data $(DATA)/text
+
+train-image: $(STAMP) ## Train the face model (see services/image/MODEL_CARD.md)
+	$(PY) -m training.image.train --data $(DATA)/image/fer2013
+
+train-speech: $(STAMP) ## Train the speech model (see services/speech/MODEL_CARD.md)
+	$(PY) -m training.speech.train --data $(DATA)/speech
+
+train-fusion: $(STAMP) ## Train the fusion forest (see services/fusion/MODEL_CARD.md)
+	$(PY) -m training.fusion.train --data $(DATA)
+
+bench: $(STAMP) ## Run the benchmarks
+	$(PY) bench/run_all.py
+
+up: ## docker compose up (needs a Docker engine and the secrets in .env)
+	docker compose up -d --build
+
+down: ## docker compose down
+	docker compose down
+
+k8s: $(STAMP) ## Render the Kubernetes manifests
+	$(PY) deploy/k8s/render.py
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Contracts shared by every service: the label set, wire schemas, settings base, HTTP helpers."""

@@ -1,0 +1,27 @@
+"""The one way services make outgoing HTTP calls: a shared client that forwards the request id."""
+
+import httpx
+
+from shared.observability import REQUEST_ID_HEADER, request_id_var
+
+
+async def _forward_request_id(request: httpx.Request) -> None:
+    request_id = request_id_var.get()
+    if request_id and REQUEST_ID_HEADER not in request.headers:
+        request.headers[REQUEST_ID_HEADER] = request_id
+
+
+def make_client(
+    *,
+    timeout: float,
+    connect_timeout: float = 2.0,
+    max_connections: int = 100,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> httpx.AsyncClient:
+    """An AsyncClient with explicit timeouts and request-id propagation; create once per app."""
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 2),
+        event_hooks={"request": [_forward_request_id]},
+        transport=transport,
+    )

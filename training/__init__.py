@@ -1,0 +1,1 @@
+"""Training, evaluation and the ``emotion`` command-line tool."""

@@ -1,0 +1,1 @@
+"""fusion model training and evaluation."""

@@ -1,0 +1,1 @@
+"""image model training and evaluation."""

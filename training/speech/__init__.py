@@ -1,0 +1,1 @@
+"""speech model training and evaluation."""
