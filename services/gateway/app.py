@@ -1,0 +1,138 @@
+"""The gateway: auth, uploads, fan-out to the inference services, fusion, history, web page.
+
+Run with ``uvicorn --factory services.gateway.app:create_app`` (after ``make migrate``).
+"""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from alembic.config import Config
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.gateway.api import protected_router, public_router
+from services.gateway.db import (
+    alembic_config,
+    check_migrated,
+    create_engine,
+    make_sessionmaker,
+    ping,
+    upgrade,
+    wait_for_database,
+)
+from services.gateway.deps import current_principal, limit_by_ip
+from services.gateway.errors import DatabaseNotMigrated, UpstreamFailure
+from services.gateway.fanout import Fanout
+from services.gateway.ratelimit import RateLimits
+from services.gateway.settings import Settings, get_settings
+from shared.errors import error_response
+from shared.http import make_client
+from shared.service import create_service_app
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+VERSION = "1.0.0"
+
+DESCRIPTION = """
+Multimodal emotion recognition: send text, speech, a face image, or any mix of them, and get
+seven emotion probabilities per modality and fused.
+
+**Authenticate** with *Authorize* (username + password) or an `X-API-Key` header
+(create one at `POST /api/keys`). Errors always have the shape `{detail, code, request_id}`.
+"""
+
+TAGS = [
+    {"name": "auth", "description": "Register, log in, log out, profile."},
+    {"name": "api keys", "description": "Credentials for backend clients (X-API-Key)."},
+    {"name": "predictions", "description": "Emotion predictions; each is saved to your history."},
+    {"name": "history", "description": "Your past predictions, statistics and CSV export."},
+    {"name": "health", "description": "Probes and downstream service status."},
+]
+
+
+async def _watch_database(app: FastAPI, engine: AsyncEngine, config: Config, interval_s: float) -> None:
+    """Keep /readyz honest: not ready while the database is unreachable or behind the code."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await ping(engine)
+            await check_migrated(engine, config)
+        except DatabaseNotMigrated as exc:
+            app.state.ready, app.state.not_ready_reason = False, str(exc)
+        except Exception as exc:
+            app.state.ready, app.state.not_ready_reason = False, f"database unreachable: {type(exc).__name__}"
+            logger.warning("database check failed", exc_info=True)
+        else:
+            app.state.ready, app.state.not_ready_reason = True, ""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the gateway app (engine, HTTP client and readiness are set up in the lifespan)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        config = alembic_config(settings.alembic_config, settings.database_url)
+        try:
+            await wait_for_database(engine, timeout_s=settings.db_connect_timeout_s)
+            if settings.auto_migrate:
+                await upgrade(engine, config)
+            await check_migrated(engine, config)
+        except BaseException:
+            await engine.dispose()
+            raise
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        client = make_client(
+            timeout=max(settings.service_timeout(s) for s in ("speech", "text", "image", "fusion")),
+            connect_timeout=settings.connect_timeout_s,
+        )
+        app.state.http_client = client
+        app.state.fanout = Fanout(client, settings)
+        app.state.ready, app.state.not_ready_reason = True, ""
+        watcher = asyncio.create_task(_watch_database(app, engine, config, settings.db_check_interval_s))
+        try:
+            yield
+        finally:
+            app.state.ready, app.state.not_ready_reason = False, "shutting down"
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await client.aclose()
+            await engine.dispose()
+
+    app = create_service_app(
+        name="gateway",
+        title="Emotion recognition gateway",
+        description=DESCRIPTION,
+        version=VERSION,
+        settings=settings,
+        lifespan=lifespan,
+        openapi_tags=TAGS,
+    )
+    app.state.settings = settings
+    app.state.rate_limits = RateLimits(settings)
+
+    async def on_upstream_failure(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, UpstreamFailure)
+        return error_response(exc.status_code, exc.detail, code=exc.code, errors=exc.errors)
+
+    app.add_exception_handler(UpstreamFailure, on_upstream_failure)
+    app.include_router(public_router, prefix="/api", dependencies=[Depends(limit_by_ip)])
+    app.include_router(protected_router, prefix="/api", dependencies=[Depends(limit_by_ip), Depends(current_principal)])
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    return app

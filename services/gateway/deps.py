@@ -1,0 +1,139 @@
+"""FastAPI dependencies: settings, DB session, the authenticated principal, rate limits."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.gateway import repository
+from services.gateway.auth import InvalidToken, TokenClaims, decode_access_token, hash_api_key, looks_like_api_key
+from services.gateway.db import get_session
+from services.gateway.errors import (
+    INACTIVE_USER,
+    INVALID_API_KEY,
+    INVALID_TOKEN,
+    NOT_AUTHENTICATED,
+    REVOKED_TOKEN,
+    Unauthorized,
+)
+from services.gateway.fanout import Fanout
+from services.gateway.models import ApiKey, User
+from services.gateway.ratelimit import RateLimits, client_ip
+from services.gateway.settings import Settings
+
+API_KEY_HEADER = "X-API-Key"
+
+oauth2_scheme = OAuth2PasswordBearer(
+    tokenUrl="/api/login", auto_error=False, description="Log in with username (or email) and password."
+)
+api_key_scheme = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="An API key from POST /api/keys (for backend clients)."
+)
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_rate_limits(request: Request) -> RateLimits:
+    """The app's rate limiter."""
+    limits: RateLimits = request.app.state.rate_limits
+    return limits
+
+
+def get_fanout(request: Request) -> Fanout:
+    """The app's inference-service caller (wraps the shared httpx client)."""
+    fanout: Fanout = request.app.state.fanout
+    return fanout
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
+FanoutDep = Annotated[Fanout, Depends(get_fanout)]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user, through a bearer token or an API key."""
+
+    user: User
+    token: TokenClaims | None = None
+    api_key: ApiKey | None = None
+
+    @property
+    def rate_key(self) -> str:
+        """The per-user rate-limit key: each API key is limited on its own."""
+        if self.api_key is not None:
+            return f"key:{self.api_key.id}"
+        return f"user:{self.user.id}"
+
+
+async def limit_by_ip(request: Request, limits: RateLimitsDep) -> None:
+    """Per client IP limit, on every API route."""
+    limits.hit(limits.ip, key=f"ip:{client_ip(request)}", scope="api")
+
+
+async def limit_auth(request: Request, limits: RateLimitsDep) -> None:
+    """The stricter per-IP limit on login and register (password guessing, sign-up spam)."""
+    limits.hit(limits.auth, key=f"ip:{client_ip(request)}", scope="auth")
+
+
+async def _from_api_key(session: AsyncSession, value: str) -> Principal:
+    key = (
+        await repository.find_api_key(session=session, key_hash=hash_api_key(value))
+        if looks_like_api_key(value)
+        else None
+    )
+    if key is None or key.revoked_at is not None:
+        raise Unauthorized(INVALID_API_KEY)
+    if not key.user.is_active:
+        raise Unauthorized(INACTIVE_USER)
+    await repository.touch_api_key(session=session, key=key)
+    return Principal(user=key.user, api_key=key)
+
+
+async def _from_token(session: AsyncSession, settings: Settings, token: str) -> Principal:
+    try:
+        claims = decode_access_token(token, secret=settings.secret_key.get_secret_value())
+    except InvalidToken as exc:
+        raise Unauthorized(INVALID_TOKEN) from exc
+    if await repository.is_token_revoked(session=session, jti=claims.jti):
+        raise Unauthorized(REVOKED_TOKEN)
+    user = await session.get(User, claims.user_id)
+    if user is None:
+        raise Unauthorized(INVALID_TOKEN)
+    if not user.is_active:
+        raise Unauthorized(INACTIVE_USER)
+    return Principal(user=user, token=claims)
+
+
+async def current_principal(
+    session: SessionDep,
+    settings: SettingsDep,
+    limits: RateLimitsDep,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    """Authenticate by X-API-Key or bearer token (401 otherwise), then apply the per-user limit."""
+    if api_key:
+        principal = await _from_api_key(session, api_key)
+    elif token:
+        principal = await _from_token(session, settings, token)
+    else:
+        raise Unauthorized(NOT_AUTHENTICATED)
+    limits.hit(limits.user, key=principal.rate_key, scope="user")
+    return principal
+
+
+async def current_user(principal: Annotated[Principal, Depends(current_principal)]) -> User:
+    """The authenticated user."""
+    return principal.user
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+CurrentUser = Annotated[User, Depends(current_user)]

@@ -1,0 +1,99 @@
+"""Gateway settings, read from the environment (see ``.env``)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+
+from shared.labels import Modality
+from shared.settings import BaseServiceSettings
+
+#: Repository root: alembic.ini and migrations/ live there.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+#: The development secret; refused when ENVIRONMENT=production.
+DEV_SECRET_KEY = "dev-only-insecure-secret-change-me-0123456789"
+MIN_PRODUCTION_SECRET_LENGTH = 32
+
+
+class Settings(BaseServiceSettings):
+    """Gateway options: database, auth, downstream services, rate limits, upload checks."""
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./var/emotion.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///... or mysql+asyncmy://user:pw@host/db",
+    )
+    alembic_config: Path = PROJECT_ROOT / "alembic.ini"
+    #: Run ``alembic upgrade head`` at startup instead of refusing an un-migrated database.
+    auto_migrate: bool = False
+    #: How long startup waits for the database to answer before giving up.
+    db_connect_timeout_s: float = Field(default=30.0, ge=0)
+    #: How often the readiness watcher re-checks the database.
+    db_check_interval_s: float = Field(default=10.0, gt=0)
+    db_pool_size: int = Field(default=10, ge=1)
+
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    access_token_expire_minutes: int = Field(default=60, ge=1)
+    #: bcrypt cost factor (tests lower it for speed; 12 is about 0.25 s per hash).
+    bcrypt_rounds: int = Field(default=12, ge=4, le=16)
+
+    speech_url: str = "http://127.0.0.1:8001"
+    text_url: str = "http://127.0.0.1:8002"
+    image_url: str = "http://127.0.0.1:8003"
+    fusion_url: str = "http://127.0.0.1:8004"
+    speech_timeout_s: float = Field(default=30.0, gt=0)
+    text_timeout_s: float = Field(default=10.0, gt=0)
+    image_timeout_s: float = Field(default=15.0, gt=0)
+    fusion_timeout_s: float = Field(default=5.0, gt=0)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    health_timeout_s: float = Field(default=2.0, gt=0)
+
+    #: slowapi/limits rate strings ("60/minute", "5/second;100/hour").
+    rate_limit_enabled: bool = True
+    rate_limit_user: str = "60/minute"
+    rate_limit_ip: str = "120/minute"
+    rate_limit_auth: str = "10/minute"
+    #: memory:// when unset; e.g. redis://127.0.0.1:6379/0 to share limits between replicas.
+    rate_limit_storage_uri: str | None = None
+    rate_limit_key_prefix: str = "emotion-gateway"
+
+    max_text_chars: int = Field(default=5000, ge=1)
+    #: Per-file limits; default to MAX_UPLOAD_BYTES (the whole-request limit).
+    max_audio_bytes: int | None = Field(default=None, gt=0)
+    max_image_bytes: int | None = Field(default=None, gt=0)
+    export_max_rows: int = Field(default=100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret_in_production(self) -> "Settings":
+        if self.environment == "production":
+            secret = self.secret_key.get_secret_value()
+            if secret == DEV_SECRET_KEY or len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+                raise ValueError(
+                    "SECRET_KEY must be set to a random value of at least "
+                    f"{MIN_PRODUCTION_SECRET_LENGTH} characters when ENVIRONMENT=production"
+                )
+        return self
+
+    def service_url(self, service: Modality | str) -> str:
+        """Base URL of a downstream service (speech, text, image or fusion)."""
+        return str(getattr(self, f"{service}_url")).rstrip("/")
+
+    def service_timeout(self, service: Modality | str) -> float:
+        """Total time allowed for one call to a downstream service."""
+        return float(getattr(self, f"{service}_timeout_s"))
+
+    @property
+    def audio_limit(self) -> int:
+        """Largest audio file accepted."""
+        return self.max_audio_bytes or self.max_upload_bytes
+
+    @property
+    def image_limit(self) -> int:
+        """Largest image file accepted."""
+        return self.max_image_bytes or self.max_upload_bytes
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests pass their own to ``create_app``)."""
+    return Settings()
