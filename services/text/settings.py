@@ -1,0 +1,33 @@
+"""Text service configuration, read from the environment (or ``.env``)."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from shared.settings import BaseServiceSettings
+
+#: The committed artefacts: ``minilm/`` (default) and ``bilstm/``.
+ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
+
+
+class Settings(BaseServiceSettings):
+    """Options of the text service."""
+
+    model_dir: Path = Field(default=ARTIFACTS_DIR, description="Folder holding one sub-folder per model kind.")
+    model_kind: Literal["minilm", "bilstm"] = Field(default="minilm", description="Which model to serve.")
+    max_text_chars: int = Field(default=5000, gt=0, description="Longest text accepted, in characters.")
+    max_batch_size: int = Field(default=32, gt=0, description="Most texts in one /predict/batch call.")
+    port: int = 8002
+
+    @property
+    def model_path(self) -> Path:
+        """The artefact folder of the selected model."""
+        return self.model_dir / self.model_kind
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings`` and pass them to ``create_app``)."""
+    return Settings()

@@ -1,0 +1,362 @@
+"""Fine-tune a transformer encoder (default: the packaged all-MiniLM-L6-v2) as one 7-class emotion model.
+
+    python -m training.text.train --data ../shared/data/text [--encoder NAME_OR_PATH] [--out DIR]
+
+Built for a small CPU budget: texts are tokenised once, batches are made of similar lengths
+(little padding), word embeddings stay frozen (their Adam update is the costliest part and
+they need no tuning), the class imbalance is handled with square-root inverse-frequency loss
+weights. A checkpoint is written every ``--checkpoint-every`` steps to ``--work``; rerunning
+the same command resumes from it. At the end the model is exported (fp16 deltas over the
+base encoder + head), reloaded through ``services.text.model.load`` (the service's code path)
+and a classification report is printed per dataset on its val split and overall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.text.model import PACKAGED_ENCODER, MiniLMEmotionModel, build_network, export_minilm, load, load_tokenizer
+from training.report import save_confusion_png
+from training.text.data import Example, class_weights, load_split, per_dataset_reports, print_reports
+
+DEFAULT_OUT = Path(__file__).resolve().parents[2] / "services" / "text" / "artifacts" / "minilm"
+CHECKPOINT = "checkpoint.pt"
+#: Options that change the training trajectory; a checkpoint resumes only if they match.
+SIGNATURE_KEYS = {
+    "data",
+    "encoder",
+    "epochs",
+    "batch_size",
+    "lr",
+    "head_lr",
+    "weight_decay",
+    "warmup",
+    "max_tokens",
+    "freeze_layers",
+    "train_embeddings",
+    "class_weight_power",
+    "seed",
+    "max_steps",
+    "limit_per_dataset",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m training.text.train", description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="../shared/data/text", help="folder with <dataset>/{train,val}.csv")
+    p.add_argument("--encoder", default=PACKAGED_ENCODER, help="Hugging Face model name or local path")
+    p.add_argument("--out", default=str(DEFAULT_OUT), help="artefact folder to write")
+    p.add_argument("--work", default="/tmp/text-train", help="checkpoint folder (resume from here)")
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate")
+    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--warmup", type=float, default=0.06, help="fraction of steps with linear warm-up")
+    p.add_argument("--max-tokens", type=int, default=128, help="model window (head tokens kept)")
+    p.add_argument("--freeze-layers", type=int, default=0, help="lowest encoder layers to keep frozen")
+    p.add_argument("--train-embeddings", action="store_true", help="also tune the embeddings (slow)")
+    p.add_argument(
+        "--no-cache-frozen",
+        dest="cache_frozen",
+        action="store_false",
+        help="recompute the frozen lower layers every step instead of caching their outputs once",
+    )
+    p.add_argument("--class-weight-power", type=float, default=0.5, help="0 = no weights, 1 = inverse frequency")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
+    p.add_argument("--limit-per-dataset", type=int, default=None, help="use only the first N rows per dataset")
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--eval-every-epoch", action="store_true", help="print val summaries after each epoch")
+    p.add_argument("--name", default="minilm-l6-emotion")
+    p.add_argument("--version", default=time.strftime("%Y.%m.%d"))
+    p.add_argument("--figure", default=None, help="write the overall val confusion matrix PNG here")
+    p.add_argument("--metrics", default=None, help="write the val reports as JSON here")
+    return p.parse_args(argv)
+
+
+def make_batches(lengths: list[int], batch_size: int, seed: int) -> list[list[int]]:
+    """Shuffle, sort within chunks of 50 batches by length, split, shuffle the batches."""
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    chunk = batch_size * 50
+    batches: list[list[int]] = []
+    for start in range(0, len(order), chunk):
+        part = sorted(order[start : start + chunk], key=lambda i: lengths[i])
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(ids: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(x) for x in ids)
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(ids), width), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        input_ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return input_ids, mask
+
+
+def attention_mask_4d(bert: Any, hidden: Any, mask: Any) -> Any:
+    """The mask in the form the encoder's attention implementation wants (as BertModel.forward builds it)."""
+    built, _ = bert._create_attention_masks(
+        attention_mask=mask,
+        encoder_attention_mask=None,
+        embedding_output=hidden,
+        encoder_hidden_states=None,
+        cache=None,
+    )
+    return built
+
+
+def lower_states(bert: Any, input_ids: Any, mask: Any, layers: int) -> Any:
+    """Token states after the embeddings and the lowest ``layers`` layers (frozen: computed once)."""
+    hidden = bert.embeddings(input_ids=input_ids)
+    attention = attention_mask_4d(bert, hidden, mask)
+    for layer in bert.encoder.layer[:layers]:
+        hidden = layer(hidden, attention)
+    return hidden
+
+
+def upper_logits(network: Any, hidden: Any, mask: Any, layers: int) -> Any:
+    """The rest of the network from cached states: upper layers, mean pooling, head."""
+    bert = network.encoder
+    attention = attention_mask_4d(bert, hidden, mask)
+    for layer in bert.encoder.layer[layers:]:
+        hidden = layer(hidden, attention)
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    return network.head(network.dropout(pooled))
+
+
+def cache_lower_states(network: Any, token_ids: list[list[int]], layers: int, pad_id: int, path: Path) -> list[Any]:
+    """fp16 states of every training text after the frozen layers (loaded from ``path`` if there)."""
+    import torch
+
+    if path.is_file():
+        print(f"loading cached frozen-layer states from {path}", flush=True)
+        cached: list[Any] = torch.load(path, weights_only=True)
+        return cached
+    started = time.time()
+    states: list[Any] = [None] * len(token_ids)
+    order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+    network.eval()
+    with torch.inference_mode():
+        for n, start in enumerate(range(0, len(order), 64)):
+            idx = order[start : start + 64]
+            input_ids, mask = collate([token_ids[i] for i in idx], pad_id)
+            hidden = lower_states(network.encoder, input_ids, mask, layers).half()
+            for row, i in enumerate(idx):
+                states[i] = hidden[row, : len(token_ids[i])].clone()
+            if n % 100 == 0:
+                print(f"caching frozen states {start}/{len(order)} ({time.time() - started:.0f}s)", flush=True)
+    network.train()
+    tmp = path.with_suffix(".tmp")
+    torch.save(states, tmp)
+    tmp.replace(path)
+    print(f"cached {len(states)} texts after {layers} frozen layers in {time.time() - started:.0f}s", flush=True)
+    return states
+
+
+def collate_states(states: list[Any]) -> tuple[Any, Any]:
+    import torch
+
+    width = max(s.shape[0] for s in states)
+    hidden = torch.zeros((len(states), width, states[0].shape[1]), dtype=torch.float32)
+    mask = torch.zeros((len(states), width), dtype=torch.long)
+    for row, s in enumerate(states):
+        hidden[row, : s.shape[0]] = s.float()
+        mask[row, : s.shape[0]] = 1
+    return hidden, mask
+
+
+def configure_trainable(network: Any, *, freeze_layers: int, train_embeddings: bool) -> None:
+    for name, param in network.encoder.named_parameters():
+        if name.startswith("embeddings."):
+            param.requires_grad = train_embeddings
+        elif name.startswith("encoder.layer."):
+            param.requires_grad = int(name.split(".")[2]) >= freeze_layers
+        else:  # pooler (unused: we mean-pool) stays frozen
+            param.requires_grad = False
+
+
+def evaluate(model: MiniLMEmotionModel, examples: list[Example]) -> dict[str, dict[str, Any]]:
+    was_training = model.network.training
+    model.network.eval()
+    probabilities = model.predict([e.text for e in examples])
+    model.network.train(was_training)
+    return per_dataset_reports(examples, probabilities)
+
+
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    train = load_split(args.data, "train", limit_per_dataset=args.limit_per_dataset)
+    val = load_split(args.data, "val", limit_per_dataset=args.limit_per_dataset)
+    print(f"train={len(train)} val={len(val)} encoder={args.encoder}", flush=True)
+
+    tokenizer = load_tokenizer(args.encoder)
+    token_ids = tokenizer(
+        [e.text for e in train], truncation=True, max_length=args.max_tokens, add_special_tokens=True
+    )["input_ids"]
+    lengths = [len(x) for x in token_ids]
+    labels = torch.tensor([e.label for e in train])
+    weights = class_weights([e.label for e in train], power=args.class_weight_power)
+    print("class weights:", np.round(weights, 3).tolist(), f"mean tokens={np.mean(lengths):.1f}", flush=True)
+
+    network = build_network(args.encoder)
+    configure_trainable(network, freeze_layers=args.freeze_layers, train_embeddings=args.train_embeddings)
+    encoder_params = [p for p in network.encoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": encoder_params, "lr": args.lr},
+            {"params": list(network.head.parameters()), "lr": args.head_lr},
+        ],
+        weight_decay=args.weight_decay,
+    )
+    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    total_steps = max(1, int(steps_per_epoch * args.epochs))
+    if args.max_steps:
+        total_steps = min(total_steps, args.max_steps)
+    warmup = max(1, int(total_steps * args.warmup))
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
+
+    step = 0
+    checkpoint_path = work / CHECKPOINT
+    signature = {k: v for k, v in vars(args).items() if k in SIGNATURE_KEYS}
+    if checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state["signature"] == signature:
+            network.load_state_dict(state["network"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            step = int(state["step"])
+            print(f"resumed from {checkpoint_path} at step {step}/{total_steps}", flush=True)
+        else:
+            print(f"ignoring {checkpoint_path}: it was made with other options", flush=True)
+
+    def save_checkpoint() -> None:
+        tmp = checkpoint_path.with_suffix(".tmp")
+        torch.save(
+            {
+                "signature": signature,
+                "network": network.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+            },
+            tmp,
+        )
+        tmp.replace(checkpoint_path)
+
+    eval_model = MiniLMEmotionModel(
+        network=network, tokenizer=tokenizer, name=args.name, version=args.version, max_tokens=args.max_tokens
+    )
+    cached = None
+    if args.freeze_layers > 0 and args.cache_frozen and not args.train_embeddings and step < total_steps:
+        # The frozen part is deterministic in eval mode, so its outputs are computed once, not every epoch.
+        cache_name = f"states_{args.freeze_layers}_{args.max_tokens}_{len(train)}.pt"
+        cached = cache_lower_states(
+            network, token_ids, args.freeze_layers, tokenizer.pad_token_id or 0, work / cache_name
+        )
+    network.train()
+    started, tokens_seen, running = time.time(), 0, 0.0
+    while step < total_steps:
+        epoch, offset = divmod(step, steps_per_epoch)
+        batches = make_batches(lengths, args.batch_size, seed=args.seed * 1000 + epoch)
+        for batch in batches[offset:]:
+            if step >= total_steps:
+                break
+            if cached is not None:
+                hidden, mask = collate_states([cached[i] for i in batch])
+                logits = upper_logits(network, hidden, mask, args.freeze_layers)
+            else:
+                input_ids, mask = collate([token_ids[i] for i in batch], tokenizer.pad_token_id or 0)
+                logits = network(input_ids, mask)
+            loss = loss_fn(logits, labels[batch])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            tokens_seen += int(mask.sum())
+            running = 0.98 * running + 0.02 * loss.item() if running else loss.item()
+            if step % args.log_every == 0 or step == total_steps:
+                elapsed = time.time() - started
+                eta = elapsed / max(1, tokens_seen) * (sum(lengths) * args.epochs - tokens_seen)
+                print(
+                    f"step {step}/{total_steps} epoch {step / steps_per_epoch:.2f} loss {running:.4f} "
+                    f"lr {scheduler.get_last_lr()[0]:.2e} tok/s {tokens_seen / elapsed:.0f} eta {eta / 60:.1f} min",
+                    flush=True,
+                )
+            if step % args.checkpoint_every == 0:
+                save_checkpoint()
+        if args.eval_every_epoch and step % steps_per_epoch == 0 and step < total_steps:
+            reports = evaluate(eval_model, val)
+            print(f"after epoch {step // steps_per_epoch}:")
+            for name, r in reports.items():
+                print(f"  {name:<18} acc={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} w_f1={r['weighted_f1']:.4f}")
+    save_checkpoint()
+
+    network.eval()
+    config = {
+        "name": args.name,
+        "version": args.version,
+        "encoder": args.encoder,
+        "max_tokens": args.max_tokens,
+        "pooling": "mean",
+        "truncation": "head",
+        "training": {
+            k: v for k, v in vars(args).items() if k not in {"out", "work", "figure", "metrics", "threads", "data"}
+        },
+        "steps": step,
+    }
+    export_minilm(network, args.out, config)
+    print(
+        f"exported {args.out}: "
+        + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in Path(args.out).iterdir())
+    )
+
+    # The report comes from the exported files, loaded exactly as the service loads them.
+    shipped = load(args.out)
+    reports = per_dataset_reports(val, shipped.predict([e.text for e in val]))
+    print_reports(reports, title=f"{shipped.name} {shipped.version}")
+    if args.metrics:
+        Path(args.metrics).write_text(json.dumps(reports, indent=2) + "\n", encoding="utf-8")
+    if args.figure:
+        save_confusion_png(reports["overall"], args.figure, title=f"{shipped.name}: all val splits")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
