@@ -1,0 +1,72 @@
+"""HTTP routes of the fusion service: ``POST /fuse``."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+
+from services.fusion.errors import MODEL_NOT_READY, NO_MODALITIES
+from services.fusion.model import FusionModel
+from shared.errors import InvalidInput, ModelNotReady, error_responses
+from shared.labels import LABELS, Emotion
+from shared.schemas import (
+    EXAMPLE_PROBABILITIES,
+    FuseRequest,
+    FuseResponse,
+    ModelInfo,
+    probabilities_from_vector,
+    vector_from_probabilities,
+)
+from shared.service import run_inference
+
+router = APIRouter(tags=["fusion"])
+
+_SAD = {"angry": 0.05, "disgust": 0.02, "fear": 0.08, "happy": 0.03, "sad": 0.7, "surprise": 0.02, "neutral": 0.1}
+FUSE_EXAMPLES: dict[str, Any] = {
+    "all": {
+        "summary": "All three modalities",
+        "value": {"speech": _SAD, "text": EXAMPLE_PROBABILITIES, "image": EXAMPLE_PROBABILITIES},
+    },
+    "text_image": {"summary": "Text and face only", "value": {"text": EXAMPLE_PROBABILITIES, "image": _SAD}},
+    "speech": {"summary": "Speech only", "value": {"speech": _SAD}},
+}
+
+
+def get_model(request: Request) -> FusionModel:
+    """The loaded forest, or 503 with the reason it is not loaded."""
+    model: FusionModel | None = request.app.state.model
+    if model is None:
+        raise ModelNotReady(f"{MODEL_NOT_READY}: {request.app.state.not_ready_reason}")
+    return model
+
+
+ModelDep = Annotated[FusionModel, Depends(get_model)]
+
+
+@router.post(
+    "/fuse",
+    operation_id="fuse",
+    summary="Fuse per-modality probabilities into one prediction",
+    description=(
+        "Takes the seven-label probability vectors of any non-empty subset of speech, text and image "
+        "(each non-negative, summing to 1) and returns the Random Forest's fused probabilities."
+    ),
+    response_model=FuseResponse,
+    responses=error_responses(422, 503),
+)
+async def fuse(
+    request: Request,
+    model: ModelDep,
+    body: Annotated[FuseRequest, Body(openapi_examples=FUSE_EXAMPLES)],
+) -> FuseResponse:
+    present = body.present()
+    if not present:
+        raise InvalidInput(NO_MODALITIES)
+    item = {str(m): vector_from_probabilities(p) for m, p in present.items()}
+    fused = await run_inference(request.app.state.metrics, model.predict, [item])
+    vector = fused[0]
+    return FuseResponse(
+        label=Emotion(LABELS[int(vector.argmax())]),
+        probabilities=probabilities_from_vector(vector.tolist()),
+        modalities=list(present),
+        model=ModelInfo(name=model.name, version=model.version),
+    )

@@ -1,0 +1,28 @@
+"""Configuration of the fusion service (environment variables, e.g. ``MODEL_DIR``)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+
+from services.fusion.model import MODEL_FILE
+from shared.settings import BaseServiceSettings
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "artifacts"
+
+
+class Settings(BaseServiceSettings):
+    """Fusion service settings."""
+
+    model_dir: Path = Field(default=DEFAULT_MODEL_DIR, description="Folder holding the fusion forest artefact.")
+    model_file: str = Field(default=MODEL_FILE, description="File name of the artefact inside model_dir.")
+
+    @property
+    def model_path(self) -> Path:
+        return self.model_dir / self.model_file
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own :class:`Settings` instead)."""
+    return Settings()

@@ -1,0 +1,333 @@
+"""Train the fusion Random Forest on label-aligned triples of cached modality probabilities.
+
+Stage 2 of 2 (stage 1: ``python -m training.fusion.predict_modalities``)::
+
+    python -m training.fusion.train --probs /tmp/fusion_probs --out services/fusion/artifacts/
+
+Construction (see services/fusion/MODEL_CARD.md):
+1. each modality's validation items are split into fusion-train and fusion-test parts *by item
+   group* before any triple is drawn (speech: actors 17-18 vs 19-20; text: 60/40 by distinct
+   normalised text; image: 60/40 by distinct pixel content), so no clip, text or face is shared;
+2. ``--n-fit`` triples are drawn from the fusion-train parts (labels balanced, items with that
+   label drawn with replacement), each given one of the seven modality subsets in equal numbers
+   (the others zeroed, presence flags set), and the forest is fitted on them;
+3. ``--n-test`` triples are drawn from the fusion-test parts and scored under every subset against
+   each single modality and the mean / product of the present probabilities.
+"""
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.ensemble import RandomForestClassifier
+
+from services.fusion.model import EPSILON, MODEL_FILE, FusionModel, apply_temperature
+from shared.labels import LABELS, MODALITIES
+from training.fusion.data import (
+    SUBSETS,
+    ModalityItems,
+    build_triples,
+    common_labels,
+    jitter,
+    split_items,
+    training_matrix,
+    triple_probabilities,
+)
+from training.fusion.scoring import format_table, fuse_subset, score_subsets
+from training.report import classification_report, save_confusion_png
+
+MODEL_NAME = "rf-late-fusion"
+DEFAULT_FOREST: dict[str, Any] = {
+    "n_estimators": 150,
+    "max_leaf_nodes": 256,
+    "min_samples_leaf": 10,
+    "max_features": 2,
+}
+DEFAULT_JITTER = 1.5
+#: Candidates tried by ``--select`` (on an inner split of fusion-train only): (forest overrides, jitter).
+CANDIDATES: tuple[tuple[dict[str, Any], float], ...] = (
+    ({"max_features": 2}, 0.5),
+    ({"max_features": 2}, 1.0),
+    ({"max_features": 2}, 1.5),
+    ({"max_features": 2}, 2.0),
+    ({"max_features": "sqrt"}, 1.0),
+    ({"max_features": "sqrt"}, 1.5),
+    ({"max_features": 2, "max_leaf_nodes": 512}, 1.5),
+)
+#: Speech is split by actor in sorted order (17-18 train, 19-20 test); the others by shuffled group.
+ORDERED_GROUPS = {"speech": True, "text": False, "image": False}
+
+
+def fit_temperature(items: ModalityItems) -> float:
+    """The temperature minimising the negative log-likelihood of ``items``' labels."""
+
+    def nll(log_t: float) -> float:
+        p = apply_temperature(items.probs, float(np.exp(log_t)))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(items)), items.labels], EPSILON, 1.0))))
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def fit_forest(x: np.ndarray, y: np.ndarray, *, seed: int, params: dict[str, Any] | None = None) -> Any:
+    forest = RandomForestClassifier(**{**DEFAULT_FOREST, **(params or {})}, n_jobs=1, random_state=seed)
+    forest.fit(x, y)
+    return forest
+
+
+def load_parts(probs_dir: Path) -> dict[str, ModalityItems]:
+    """The three cached modalities (``<modality>.npz``), items with non-finite probabilities dropped."""
+    missing = [m for m in MODALITIES if not (probs_dir / f"{m}.npz").is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"no cached probabilities for {', '.join(missing)} in {probs_dir}; run "
+            f"python -m training.fusion.predict_modalities --only {' '.join(missing)} --out {probs_dir}"
+        )
+    return {m: ModalityItems.load(probs_dir / f"{m}.npz").usable() for m in MODALITIES}
+
+
+def split_parts(
+    parts: Mapping[str, ModalityItems], *, seed: int, test_fraction: float
+) -> tuple[dict[str, ModalityItems], dict[str, ModalityItems]]:
+    """Each modality's items split by group into (fusion-train, fusion-test)."""
+    fit_parts: dict[str, ModalityItems] = {}
+    test_parts: dict[str, ModalityItems] = {}
+    for m, items in parts.items():
+        fit_parts[m], test_parts[m] = split_items(
+            items, seed=seed, test_fraction=test_fraction, ordered_groups=ORDERED_GROUPS.get(m, False)
+        )
+    return fit_parts, test_parts
+
+
+def fit_model(
+    fit_parts: Mapping[str, ModalityItems],
+    *,
+    labels: list[int],
+    seed: int,
+    n_fit: int,
+    temperatures: Mapping[str, float] | None = None,
+    forest_params: dict[str, Any] | None = None,
+    jitter_sigma: float = DEFAULT_JITTER,
+    version: str | None = None,
+) -> FusionModel:
+    """Draw ``n_fit`` triples, drop modalities (each subset equally often), jitter, fit the forest."""
+    rng = np.random.default_rng(seed)
+    temps = {m: float((temperatures or {}).get(m, 1.0)) for m in MODALITIES}
+    y, index = build_triples(fit_parts, n_fit, rng, labels)
+    probs = triple_probabilities(fit_parts, index)
+    scaled = {m: jitter(apply_temperature(p, temps[m]), rng, jitter_sigma) for m, p in probs.items()}
+    x, _ = training_matrix(scaled, rng)
+    return FusionModel(
+        forest=fit_forest(x, y, seed=seed, params=forest_params),
+        name=MODEL_NAME,
+        version=version or dt.date.today().strftime("%Y.%m.%d"),
+        temperatures=temps,
+    )
+
+
+def select_candidate(
+    fit_parts: Mapping[str, ModalityItems],
+    *,
+    seed: int,
+    n_fit: int,
+    candidates: tuple[tuple[dict[str, Any], float], ...] = CANDIDATES,
+) -> tuple[dict[str, Any], float, list[dict[str, Any]]]:
+    """Pick forest settings and jitter on an inner split of fusion-train (fusion-test is never looked at).
+
+    Speech: actor 17 vs 18; text/image: 70/30 by group. Criterion: accuracy averaged over the seven subsets.
+    """
+    inner_fit, inner_val = split_parts(fit_parts, seed=seed + 1, test_fraction=0.3)
+    labels = sorted(set(common_labels(inner_fit)) & set(common_labels(inner_val)))
+    y_val, index = build_triples(inner_val, max(n_fit // 3, 700), np.random.default_rng(seed + 2), labels)
+    val_probs = triple_probabilities(inner_val, index)
+    table = []
+    for params, sigma in candidates:
+        model = fit_model(inner_fit, labels=labels, seed=seed, n_fit=n_fit, forest_params=params, jitter_sigma=sigma)
+        scores = score_subsets(model, val_probs, y_val, baselines=False)
+        mean_accuracy = float(np.mean([e["fusion"]["accuracy"] for e in scores.values()]))
+        table.append({"forest": params, "jitter_sigma": sigma, "mean_subset_accuracy": mean_accuracy})
+        print(f"  candidate {params} jitter={sigma}: mean subset accuracy {mean_accuracy:.4f}", flush=True)
+    best = max(table, key=lambda row: row["mean_subset_accuracy"])
+    return dict(best["forest"]), float(best["jitter_sigma"]), table
+
+
+def train_and_evaluate(
+    parts: dict[str, ModalityItems],
+    *,
+    seed: int,
+    n_fit: int,
+    n_test: int,
+    test_fraction: float = 0.4,
+    forest_params: dict[str, Any] | None = None,
+    jitter_sigma: float = DEFAULT_JITTER,
+    select: bool = False,
+    use_temperature: bool = False,
+    version: str | None = None,
+) -> tuple[FusionModel, dict[str, Any]]:
+    """Split, (optionally select settings), fit the raw and temperature-scaled forests, score every subset."""
+    fit_parts, test_parts = split_parts(parts, seed=seed, test_fraction=test_fraction)
+    labels = sorted(set(common_labels(fit_parts)) & set(common_labels(test_parts)))
+    selection: list[dict[str, Any]] | None = None
+    if select:
+        forest_params, jitter_sigma, selection = select_candidate(fit_parts, seed=seed, n_fit=n_fit)
+
+    temperatures = {m: fit_temperature(fit_parts[m]) for m in MODALITIES}
+    y_test, test_index = build_triples(test_parts, n_test, np.random.default_rng(seed + 100), labels)
+    test_probs = triple_probabilities(test_parts, test_index)
+
+    # Same seed for both variants (same triples, drop pattern and jitter), so they differ only by the scaling.
+    variants = {
+        variant: fit_model(
+            fit_parts,
+            labels=labels,
+            seed=seed,
+            n_fit=n_fit,
+            temperatures=temps,
+            forest_params=forest_params,
+            jitter_sigma=jitter_sigma,
+            version=version,
+        )
+        for variant, temps in (("raw", None), ("temperature", temperatures))
+    }
+    chosen = "temperature" if use_temperature else "raw"
+    model = variants[chosen]
+    other = variants["raw" if use_temperature else "temperature"]
+
+    results = score_subsets(model, test_probs, y_test)
+    other_results = score_subsets(other, test_probs, y_test)
+    other_key = "raw_variant" if use_temperature else "temperature_scaled_variant"
+    for name, entry in results.items():
+        entry[other_key] = {k: other_results[name][k] for k in ("fusion", "mean", "product")}
+    all_three = tuple(MODALITIES)
+    full_report = classification_report(
+        y_test.tolist(), fuse_subset(model, model.scale_inputs(test_probs), all_three).argmax(axis=1).tolist()
+    )
+    all_name = "+".join(all_three)
+    targets = {
+        "all_three_beats_best_single_by_3_points": results[all_name]["fusion_minus_best_single"] >= 0.03,
+        "every_subset_at_least_best_single": all(e["fusion_minus_best_single"] >= 0 for e in results.values()),
+        "forest_beats_mean_and_product": {
+            name: {
+                "mean": e["fusion"]["accuracy"] > e["mean"]["accuracy"],
+                "product": e["fusion"]["accuracy"] > e["product"]["accuracy"],
+            }
+            for name, e in results.items()
+        },
+    }
+    metrics: dict[str, Any] = {
+        "model": {"name": model.name, "version": model.version, "variant": chosen},
+        "construction": {
+            "seed": seed,
+            "n_fit_triples": n_fit,
+            "n_test_triples": n_test,
+            "labels": [LABELS[i] for i in labels],
+            "label_distribution": "balanced over the labels listed",
+            "test_fraction_of_items": test_fraction,
+            "split": {
+                m: {
+                    "fit_items": len(fit_parts[m]),
+                    "test_items": len(test_parts[m]),
+                    "fit_groups": int(len(np.unique(fit_parts[m].groups))),
+                    "test_groups": int(len(np.unique(test_parts[m].groups))),
+                    **(
+                        {
+                            "fit_actors": sorted(np.unique(fit_parts[m].groups).tolist()),
+                            "test_actors": sorted(np.unique(test_parts[m].groups).tolist()),
+                        }
+                        if m == "speech"
+                        else {}
+                    ),
+                }
+                for m in MODALITIES
+            },
+            "subsets_in_training": ["+".join(s) for s in SUBSETS],
+        },
+        "forest": {**DEFAULT_FOREST, **(forest_params or {}), "random_state": seed},
+        "jitter_sigma": jitter_sigma,
+        "selection_on_inner_fusion_train_split": selection,
+        "temperatures_fitted_on_fusion_train": temperatures,
+        "subsets": results,
+        "targets": targets,
+        "all_three_report": full_report,
+    }
+    model.metadata = {
+        "seed": seed,
+        "n_fit_triples": n_fit,
+        "trained": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "variant": chosen,
+    }
+    return model, metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--probs", type=Path, default=Path("/tmp/fusion_probs"), help="stage-1 cache folder")
+    parser.add_argument("--data", type=Path, help="data root; when given, missing caches are computed first")
+    parser.add_argument("--out", type=Path, default=Path("services/fusion/artifacts"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-fit", type=int, default=21000, help="training triples")
+    parser.add_argument("--n-test", type=int, default=7000, help="test triples (each scored under all 7 subsets)")
+    parser.add_argument("--test-fraction", type=float, default=0.4)
+    parser.add_argument("--temperature", action="store_true", help="ship the temperature-scaled variant")
+    parser.add_argument("--select", action="store_true", help="pick forest settings/jitter on an inner split")
+    parser.add_argument("--jitter", type=float, default=DEFAULT_JITTER, help="log-space noise on training triples")
+    parser.add_argument("--max-mb", type=float, default=10.0, help="fail if the artefact is larger")
+    args = parser.parse_args(argv)
+
+    if args.data is not None:
+        from training.fusion.predict_modalities import predict_modality
+
+        for m in MODALITIES:
+            if not (args.probs / f"{m}.npz").is_file():
+                predict_modality(m, data_root=args.data, out_dir=args.probs)
+    parts = load_parts(args.probs)
+    for m, items in parts.items():
+        print(f"{m}: {len(items)} items, single-model accuracy {np.mean(items.probs.argmax(1) == items.labels):.4f}")
+    model, metrics = train_and_evaluate(
+        parts,
+        seed=args.seed,
+        n_fit=args.n_fit,
+        n_test=args.n_test,
+        test_fraction=args.test_fraction,
+        use_temperature=args.temperature,
+        jitter_sigma=args.jitter,
+        select=args.select,
+    )
+    path = model.save(args.out / MODEL_FILE)
+    size_mb = path.stat().st_size / 1e6
+    metrics["artifact_mb"] = round(size_mb, 3)
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    save_confusion_png(metrics["all_three_report"], str(args.out / "confusion.png"), "fusion (speech+text+image)")
+    print(
+        format_table(
+            metrics["subsets"], title=f"fusion-test triples (seed {args.seed}), variant {metrics['model']['variant']}"
+        )
+    )
+    other = "raw_variant" if args.temperature else "temperature_scaled_variant"
+    print(
+        f"\n{other}: "
+        + ", ".join(
+            f"{n}: RF {e[other]['fusion']['accuracy']:.4f} mean {e[other]['mean']['accuracy']:.4f} "
+            f"product {e[other]['product']['accuracy']:.4f}"
+            for n, e in metrics["subsets"].items()
+        )
+    )
+    print(f"\ntemperatures: {metrics['temperatures_fitted_on_fusion_train']}")
+    print(
+        f"targets: {json.dumps({k: v for k, v in metrics['targets'].items() if k != 'forest_beats_mean_and_product'})}"
+    )
+    print(f"wrote {path} ({size_mb:.2f} MB), {args.out / 'metrics.json'}, {args.out / 'confusion.png'}")
+    if size_mb > args.max_mb:
+        print(f"error: artefact is {size_mb:.2f} MB > {args.max_mb} MB; reduce trees/leaves", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
