@@ -1,0 +1,87 @@
+"""The face-emotion classifier: load the shipped weights and predict seven probabilities per face crop.
+
+Pure (no web framework): used by the service and by ``emotion evaluate image``.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from services.image.network import INPUT_SIZE, EmotionNet, normalize
+from shared.labels import LABELS
+
+#: File name of the weights inside the model directory.
+WEIGHTS_FILE = "face_emotion.pt"
+
+
+class ModelLoadError(Exception):
+    """The weights are missing or unreadable; the message says which file and why."""
+
+
+def to_input(crop: np.ndarray) -> np.ndarray:
+    """Any-size (h, w) uint8 greyscale face crop -> (48, 48) uint8, as in training."""
+    if crop.ndim != 2:
+        raise ValueError(f"expected a 2-D greyscale crop, got shape {crop.shape}")
+    if crop.shape == (INPUT_SIZE, INPUT_SIZE):
+        return crop
+    shrinking = crop.shape[0] > INPUT_SIZE or crop.shape[1] > INPUT_SIZE
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(crop, (INPUT_SIZE, INPUT_SIZE), interpolation=interpolation), dtype=np.uint8)
+
+
+@dataclass
+class FaceEmotionModel:
+    """A loaded network plus its identity; ``predict`` takes greyscale crops and returns (n, 7) probabilities."""
+
+    network: EmotionNet
+    name: str
+    version: str
+    tta: bool = True
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @torch.inference_mode()
+    def predict(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        """Softmax probabilities (canonical label order) for each crop; averaged with the mirror image if ``tta``."""
+        if len(batch) == 0:
+            return np.zeros((0, len(LABELS)), dtype=np.float32)
+        x = normalize(torch.from_numpy(np.stack([to_input(c) for c in batch])))
+        probs = self.network(x).softmax(dim=1)
+        if self.tta:
+            probs = (probs + self.network(torch.flip(x, dims=[3])).softmax(dim=1)) / 2
+        result: np.ndarray = probs.double().numpy()
+        # Renormalise in float64 so every row sums to 1 to well within the schema's tolerance.
+        normalised: np.ndarray = result / result.sum(axis=1, keepdims=True)
+        return normalised
+
+
+def load(path: str | Path, *, tta: bool = True) -> FaceEmotionModel:
+    """Load weights from a model directory (or the .pt file itself)."""
+    file = Path(path)
+    if file.is_dir():
+        file = file / WEIGHTS_FILE
+    if not file.is_file():
+        raise ModelLoadError(f"weights file not found: {file}")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+        meta = dict(state["meta"])
+        if list(meta.get("labels", LABELS)) != list(LABELS):
+            raise ModelLoadError(f"{file} was trained with labels {meta.get('labels')}, expected {list(LABELS)}")
+        network = EmotionNet(tuple(meta["widths"]))
+        network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()})
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # a corrupt or incompatible file: say so instead of crashing the service
+        raise ModelLoadError(f"could not load {file}: {exc}") from exc
+    network.eval()
+    return FaceEmotionModel(
+        network=network,
+        name=str(meta.get("name", "face-emotion")),
+        version=str(meta.get("version", "0")),
+        tta=tta,
+        meta=meta,
+    )

@@ -1,0 +1,152 @@
+"""Image -> faces -> emotions: the one code path shared by the service and ``emotion evaluate image``."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from services.image.decoding import DecodedImage
+from services.image.errors import NO_FACE_MESSAGE
+from services.image.faces import FaceBox, FaceDetector
+from shared.labels import LABELS
+
+PrimaryFace = Literal["largest", "most_confident"]
+
+
+class DetectMode(StrEnum):
+    """auto: detect, a small face-less image counts as a crop; always: detect only; never: whole image."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class Classifier(Protocol):
+    """Anything that maps greyscale face crops to (n, 7) probabilities (our model, or a baseline)."""
+
+    def predict(self, batch: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Detection policy knobs (mirrors the service settings)."""
+
+    primary_face: PrimaryFace = "largest"
+    small_image_side: int = 96
+    face_margin: float = 0.1
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face: where it is, how sure the detector was, and its seven probabilities."""
+
+    box: FaceBox
+    probabilities: np.ndarray
+
+    @property
+    def label(self) -> str:
+        return LABELS[int(np.argmax(self.probabilities))]
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """All faces of one image, which of them is the image-level answer, and a message when there is none."""
+
+    width: int
+    height: int
+    faces: list[FaceResult]
+    primary: int | None
+    message: str | None
+
+    @property
+    def probabilities(self) -> np.ndarray | None:
+        return None if self.primary is None else self.faces[self.primary].probabilities
+
+    def to_dict(self) -> dict[str, Any]:
+        """The service's JSON body, minus the ``model`` field."""
+        faces = [
+            {
+                "box": {"x": f.box.x, "y": f.box.y, "w": f.box.w, "h": f.box.h},
+                "confidence": f.box.confidence,
+                "label": f.label,
+                "probabilities": _as_dict(f.probabilities),
+            }
+            for f in self.faces
+        ]
+        primary = None if self.primary is None else faces[self.primary]
+        return {
+            "label": primary["label"] if primary else None,
+            "probabilities": primary["probabilities"] if primary else None,
+            "faces": faces,
+            "message": self.message,
+            "width": self.width,
+            "height": self.height,
+        }
+
+
+def _as_dict(probabilities: np.ndarray) -> dict[str, float]:
+    return {label: float(p) for label, p in zip(LABELS, probabilities, strict=True)}
+
+
+def whole_image_box(image: DecodedImage) -> FaceBox:
+    """The whole image as one face (no detector confidence)."""
+    return FaceBox(x=0, y=0, w=image.width, h=image.height, confidence=None)
+
+
+def locate_faces(
+    image: DecodedImage, *, detector: FaceDetector, mode: DetectMode, config: PipelineConfig
+) -> list[FaceBox]:
+    """Face boxes for ``mode``; ``auto`` falls back to the whole image only when it is small (a face crop)."""
+    if mode is DetectMode.NEVER:
+        return [whole_image_box(image)]
+    faces = detector.detect(image.grey)
+    small = image.width <= config.small_image_side and image.height <= config.small_image_side
+    if not faces and mode is DetectMode.AUTO and small:
+        return [whole_image_box(image)]
+    return faces
+
+
+def crop_face(grey: np.ndarray, box: FaceBox, margin: float) -> np.ndarray:
+    """The box grown by ``margin`` of its size on each side, clipped to the image."""
+    height, width = grey.shape
+    dx, dy = round(box.w * margin), round(box.h * margin)
+    x0, y0 = max(0, box.x - dx), max(0, box.y - dy)
+    x1, y1 = min(width, box.x + box.w + dx), min(height, box.y + box.h + dy)
+    return grey[y0:y1, x0:x1]
+
+
+def _primary(faces: list[FaceResult], policy: PrimaryFace) -> int | None:
+    if not faces:
+        return None
+    if policy == "most_confident":
+        return max(range(len(faces)), key=lambda i: (faces[i].box.confidence or 0.0, faces[i].box.area))
+    return max(range(len(faces)), key=lambda i: faces[i].box.area)
+
+
+def analyze_batch(
+    images: Sequence[DecodedImage],
+    *,
+    model: Classifier,
+    detector: FaceDetector,
+    mode: DetectMode = DetectMode.AUTO,
+    config: PipelineConfig = PipelineConfig(),
+) -> list[ImageResult]:
+    """Detect every face in every image, classify all crops in one model call, and assemble the results."""
+    boxes = [locate_faces(image, detector=detector, mode=mode, config=config) for image in images]
+    crops = [
+        crop_face(image.grey, box, 0.0 if box == whole_image_box(image) else config.face_margin)
+        for image, image_boxes in zip(images, boxes, strict=True)
+        for box in image_boxes
+    ]
+    probabilities = model.predict(crops) if crops else np.zeros((0, len(LABELS)))
+    results: list[ImageResult] = []
+    offset = 0
+    for image, image_boxes in zip(images, boxes, strict=True):
+        faces = [FaceResult(box, probabilities[offset + i]) for i, box in enumerate(image_boxes)]
+        offset += len(image_boxes)
+        primary = _primary(faces, config.primary_face)
+        message = None if faces else NO_FACE_MESSAGE
+        results.append(ImageResult(image.width, image.height, faces, primary, message))
+    return results

@@ -1,0 +1,33 @@
+"""Image service configuration (environment variables, e.g. ``MODEL_DIR``, ``MAX_PIXELS``)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+
+from services.image.pipeline import DetectMode, PrimaryFace
+from shared.settings import BaseServiceSettings
+
+ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
+
+
+class Settings(BaseServiceSettings):
+    """Face emotion service options."""
+
+    model_dir: Path = Field(default=ARTIFACT_DIR, description="Folder holding face_emotion.pt.")
+    max_pixels: int = Field(default=40_000_000, gt=0, description="Largest image (width x height) decoded; else 413.")
+    primary_face: PrimaryFace = Field(default="largest", description="Which face gives the image-level label.")
+    default_detect: DetectMode = Field(default=DetectMode.AUTO, description="Detect mode when the query omits it.")
+    small_image_side: int = Field(
+        default=96, ge=1, description="In auto mode a face-less image with both sides <= this is taken as a face crop."
+    )
+    detection_max_side: int = Field(default=800, ge=64, description="Images are downscaled to this for detection.")
+    face_margin: float = Field(default=0.1, ge=0.0, le=1.0, description="Box growth on each side before cropping.")
+    tta: bool = Field(default=True, description="Average with the horizontally flipped crop.")
+    max_batch_size: int = Field(default=32, ge=1, description="Most images in one /predict/batch request.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests override with dependency injection or a fresh Settings)."""
+    return Settings()

@@ -1,0 +1,297 @@
+"""Train the face-emotion CNN on FER2013 train; select on public_test; export fp16 weights.
+
+    python -m training.image.train --out /tmp/fer_run --epochs 40
+    python -m training.image.train --out /tmp/fer_run --resume          # continue after a stop
+    python -m training.image.train --out /tmp/fer_run --export-only     # best.pt -> services/image/artifacts
+
+CPU-friendly: bf16 autocast (AMX where present), channels_last, all data in one uint8 tensor,
+augmentation as batched torch ops (affine grid: crop/shift, scale, rotation, flip; brightness/contrast).
+"""
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from services.image.network import INPUT_SIZE, EmotionNet, normalize
+from shared.labels import LABELS
+from training.image.data import DEFAULT_CACHE, DEFAULT_ROOT, Split, load_split
+
+ARTIFACT_DIR = Path(__file__).resolve().parents[2] / "services" / "image" / "artifacts"
+WEIGHTS_NAME = "face_emotion.pt"
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random shift (+-4 px), scale (0.9-1.1), rotation (+-12 deg), hflip, brightness/contrast on (n,1,H,W)."""
+    n = x.shape[0]
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=generator) * (high - low) + low
+
+    angle = uniform(-12, 12) * math.pi / 180
+    scale = uniform(0.9, 1.1)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    shift = 4.0 / (INPUT_SIZE / 2)
+    tx, ty = uniform(-shift, shift), uniform(-shift, shift)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], dim=1), torch.stack([sin * flip, cos, ty], dim=1)], dim=1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    contrast = uniform(0.7, 1.3).view(n, 1, 1, 1)
+    brightness = uniform(-0.3, 0.3).view(n, 1, 1, 1)
+    mean = out.mean(dim=(2, 3), keepdim=True)
+    out = (out - mean) * contrast + mean + brightness
+    # Random erasing of one small patch on half of the batch (occlusion robustness).
+    erase = torch.rand(n, generator=generator) < 0.5
+    if erase.any():
+        size = 12
+        ys = torch.randint(0, INPUT_SIZE - size, (n,), generator=generator)
+        xs = torch.randint(0, INPUT_SIZE - size, (n,), generator=generator)
+        for i in torch.nonzero(erase).flatten().tolist():
+            out[i, :, ys[i] : ys[i] + size, xs[i] : xs[i] + size] = 0.0
+    return out
+
+
+def soft_targets(
+    labels: torch.Tensor, ferplus: torch.Tensor, *, ferplus_weight: float, smoothing: float
+) -> torch.Tensor:
+    """FER2013 one-hot mixed with the FER+ majority (where there is one) and uniform smoothing."""
+    k = len(LABELS)
+    target = F.one_hot(labels, k).float()
+    has_plus = ferplus >= 0
+    plus = F.one_hot(ferplus.clamp(min=0), k).float()
+    mixed = torch.where(has_plus[:, None], (1 - ferplus_weight) * target + ferplus_weight * plus, target)
+    return (1 - smoothing) * mixed + smoothing / k
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: bool, batch_size: int = 256) -> np.ndarray:
+    """Softmax over (n, 48, 48) uint8 images; with ``tta`` averaged with the horizontal flip."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        x = normalize(torch.from_numpy(images[start : start + batch_size])).contiguous(
+            memory_format=torch.channels_last
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            probs = model(x).float().softmax(dim=1)
+            if tta:
+                probs = (probs + model(torch.flip(x, dims=[3])).float().softmax(dim=1)) / 2
+        outputs.append(probs.numpy())
+    return np.concatenate(outputs)
+
+
+def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Arg-max accuracy over the rows whose label is known (>= 0)."""
+    known = labels >= 0
+    return float((probs.argmax(axis=1)[known] == labels[known]).mean())
+
+
+class EMA:
+    """Exponential moving average of a model's parameters and buffers."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = EmotionNet(model.widths).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
+        self.model.load_state_dict(model.state_dict())
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            ema_p.lerp_(p, 1 - self.decay)
+        for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
+            ema_b.copy_(b)
+
+
+def lr_at(progress: float, peak: float, warmup: float = 0.1) -> float:
+    """One-cycle shape over training progress in [0, 1]: linear warm-up from peak/20, then cosine to ~0."""
+    progress = min(max(progress, 0.0), 1.0)
+    if progress < warmup:
+        return peak / 20 + (peak - peak / 20) * progress / warmup
+    return peak * (0.001 + 0.999 * 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup))))
+
+
+def export(checkpoint: Path, target: Path) -> dict[str, Any]:
+    """Write the fp16 inference artefact (state dict + metadata) loadable with weights_only=True."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    weights = {k: (v.half() if v.is_floating_point() else v) for k, v in state["model"].items()}
+    meta = dict(state["meta"])
+    meta["version"] = f"{time.strftime('%Y.%m.%d')}-e{meta['epoch']}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": weights, "meta": meta}, target)
+    return meta
+
+
+def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -> float:
+    """Train per ``args`` (on ``splits`` = (train, val) if given, else FER2013 from ``args.data``); best val acc."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if splits is None:
+        cache = None if args.no_cache else Path(args.cache)
+        splits = load_split("train", Path(args.data), cache), load_split("public_test", Path(args.data), cache)
+    train_split, val = splits
+    if args.limit:
+        train_split = Split(
+            train_split.images[: args.limit], train_split.labels[: args.limit], train_split.ferplus[: args.limit]
+        )
+        val = Split(val.images[: args.limit], val.labels[: args.limit], val.ferplus[: args.limit])
+    images = torch.from_numpy(train_split.images)
+    labels = torch.from_numpy(train_split.labels)
+    ferplus = torch.from_numpy(train_split.ferplus)
+    n = len(images)
+    steps_per_epoch = max(1, n // args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+
+    widths = tuple(int(w) for w in args.widths.split(","))
+    model = EmotionNet(widths, dropout=args.dropout).to(memory_format=torch.channels_last)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim == 1 or name.endswith(".bias") else decay).append(p)
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.lr / 20,
+        momentum=0.9,
+        nesterov=True,
+    )
+    ema = EMA(model, args.ema)
+    start_epoch, best, history, elapsed_before, step_count = 0, -1.0, [], 0.0, 0
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    if args.resume and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        ema.model.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+        elapsed_before, step_count = state["elapsed"], state["step"]
+        print(f"resumed at epoch {start_epoch}, best {best:.4f}", flush=True)
+
+    meta_base = {
+        "name": "face-emotion-resnet",
+        "widths": list(widths),
+        "input_size": INPUT_SIZE,
+        "labels": list(LABELS),
+        "trained_on": "FER2013 train (28,709); targets: FER2013 label mixed with FER+ majority",
+        "selected_on": "FER2013 public_test",
+        "args": {k: v for k, v in vars(args).items() if k not in {"resume", "export_only"}},
+    }
+    run_started = time.time() - elapsed_before
+    progress = step_count / total_steps
+    for epoch in range(start_epoch, args.epochs):
+        if progress >= 1.0:
+            break
+        model.train()
+        started = time.time()
+        order = torch.randperm(n, generator=generator)
+        running, seen = 0.0, 0
+        for step in range(steps_per_epoch):
+            idx = order[step * args.batch_size : (step + 1) * args.batch_size]
+            x = augment(normalize(images[idx]), generator).contiguous(memory_format=torch.channels_last)
+            target = soft_targets(
+                labels[idx], ferplus[idx], ferplus_weight=args.ferplus_weight, smoothing=args.smoothing
+            )
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(x)
+            loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step_count += 1
+            progress = step_count / total_steps
+            if args.budget_minutes:
+                progress = max(progress, (time.time() - run_started) / (args.budget_minutes * 60))
+            lr = lr_at(progress, args.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            ema.update(model)
+            running += float(loss.detach()) * len(idx)
+            seen += len(idx)
+        train_time = time.time() - started
+        scores = {}
+        for tag, net in (("raw", model), ("ema", ema.model)):
+            probs = predict_probabilities(net, val.images, tta=False)
+            scores[tag] = accuracy(probs, val.labels)
+        tag = max(scores, key=lambda t: scores[t])
+        record = {
+            "epoch": epoch,
+            "loss": running / max(seen, 1),
+            "val_acc_raw": scores["raw"],
+            "val_acc_ema": scores["ema"],
+            "lr": optimizer.param_groups[0]["lr"],
+            "progress": round(progress, 4),
+            "seconds": round(train_time, 1),
+        }
+        history.append(record)
+        print(json.dumps(record), flush=True)
+        if scores[tag] > best:
+            best = scores[tag]
+            chosen = model if tag == "raw" else ema.model
+            meta = {**meta_base, "epoch": epoch, "weights": tag, "val_accuracy": best}
+            torch.save({"model": chosen.state_dict(), "meta": meta}, best_path)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "ema": ema.model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "elapsed": time.time() - run_started,
+                "step": step_count,
+                "generator": generator.get_state(),
+                "epoch": epoch,
+                "best": best,
+                "history": history,
+            },
+            last_path,
+        )
+    (out / "history.json").write_text(json.dumps(history, indent=1))
+    print(f"best public_test accuracy {best:.4f}", flush=True)
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(DEFAULT_ROOT))
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE))
+    parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--out", default="/tmp/fer_run")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--smoothing", type=float, default=0.1)
+    parser.add_argument("--ferplus-weight", type=float, default=0.2)
+    parser.add_argument("--ema", type=float, default=0.998)
+    parser.add_argument("--widths", default="32,64,128,256")
+    parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=0.0,
+        help="compress the LR schedule so training ends within this wall-clock time (0 = epochs only)",
+    )
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images (smoke tests)")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--export-only", action="store_true", help="write best.pt to the artefact folder and stop")
+    parser.add_argument("--artifact", default=str(ARTIFACT_DIR / WEIGHTS_NAME))
+    args = parser.parse_args(argv)
+    if not args.export_only:
+        train(args)
+    meta = export(Path(args.out) / "best.pt", Path(args.artifact))
+    print(f"exported epoch {meta['epoch']} ({meta['weights']}, val acc {meta['val_accuracy']:.4f}) to {args.artifact}")
+
+
+if __name__ == "__main__":
+    main()
