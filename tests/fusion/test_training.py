@@ -1,0 +1,137 @@
+"""Triple building, the item split, and training/scoring on synthetic probabilities."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.fusion.model import FusionModel, load
+from shared.labels import MODALITIES
+from tests.fusion.conftest import synthetic_parts
+from training.fusion import train as train_module
+from training.fusion.data import (
+    SUBSET_NAMES,
+    SUBSETS,
+    ModalityItems,
+    build_triples,
+    jitter,
+    product_baseline,
+    random_subset_masks,
+    split_items,
+    synthetic_items,
+)
+
+
+def test_seven_subsets() -> None:
+    assert SUBSET_NAMES == (
+        "speech",
+        "text",
+        "image",
+        "speech+text",
+        "speech+image",
+        "text+image",
+        "speech+text+image",
+    )
+
+
+def test_speech_split_by_actor_in_order() -> None:
+    speech = synthetic_parts()["speech"]
+    fit, test = split_items(speech, seed=0, test_fraction=0.4, ordered_groups=True)
+    assert set(fit.groups) == {"ravdess_17", "ravdess_18"}
+    assert set(test.groups) == {"ravdess_19", "ravdess_20"}
+    assert len(fit) + len(test) == len(speech)
+
+
+def test_group_split_shares_no_group_or_item() -> None:
+    rng = np.random.default_rng(0)
+    items = synthetic_items("text", 300, 2.0, rng, n_groups=50)  # duplicates share a group
+    fit, test = split_items(items, seed=3, test_fraction=0.4)
+    assert not set(fit.groups) & set(test.groups)
+    assert not set(fit.ids) & set(test.ids)
+    assert 0.5 < len(fit) / len(items) < 0.7
+
+
+def test_triples_are_label_aligned_and_balanced() -> None:
+    parts = synthetic_parts()
+    y, index = build_triples(parts, 700, np.random.default_rng(0))
+    assert np.bincount(y, minlength=7).tolist() == [100] * 7
+    for m in MODALITIES:
+        assert np.array_equal(parts[m].labels[index[m]], y)
+
+
+def test_triples_need_a_shared_label() -> None:
+    parts = synthetic_parts()
+    only_happy = parts["text"].take(parts["text"].labels == 3)
+    only_sad = parts["image"].take(parts["image"].labels == 4)
+    with pytest.raises(ValueError, match="share no label"):
+        build_triples({"text": only_happy, "image": only_sad}, 10, np.random.default_rng(0))
+
+
+def test_random_masks_cover_every_subset_equally() -> None:
+    mask = random_subset_masks(700, np.random.default_rng(0))
+    patterns = {tuple(row) for row in mask.tolist()}
+    assert len(patterns) == 7 and (False, False, False) not in patterns
+    counts = {p: int((mask == np.array(p)).all(axis=1).sum()) for p in patterns}
+    assert set(counts.values()) == {100}
+
+
+def test_jitter_keeps_distributions() -> None:
+    p = synthetic_parts()["text"].probs[:50]
+    q = jitter(p, np.random.default_rng(0), 1.0)
+    assert np.allclose(q.sum(axis=1), 1.0) and not np.allclose(p, q)
+    assert jitter(p, np.random.default_rng(0), 0.0) is p
+
+
+def test_product_baseline_combines_evidence() -> None:
+    a = np.array([[0.6, 0.4, 0, 0, 0, 0, 0]])
+    b = np.array([[0.4, 0.6, 0, 0, 0, 0, 0]])
+    c = np.array([[0.3, 0.7, 0, 0, 0, 0, 0]])
+    fused = product_baseline({"speech": a, "text": b, "image": c}, ("speech", "text", "image"))
+    assert fused.argmax() == 1 and np.isclose(fused.sum(), 1.0)
+
+
+def test_trained_forest_reports_every_subset_and_fuses_usefully(trained: tuple[FusionModel, dict]) -> None:
+    model, metrics = trained
+    subsets = metrics["subsets"]
+    assert list(subsets) == list(SUBSET_NAMES)
+    for name, entry in subsets.items():
+        assert entry["fusion"]["n"] == 700
+        assert set(entry["single"]) == set(name.split("+"))
+        assert {"mean", "product", "temperature_scaled_variant"} <= set(entry)
+    # Independent evidence from three modalities beats the best one alone, even for a tiny forest.
+    assert (
+        subsets["speech+text+image"]["fusion"]["accuracy"] > subsets["speech+text+image"]["single"]["image"]["accuracy"]
+    )
+    split = metrics["construction"]["split"]["speech"]
+    assert split["fit_actors"] == ["ravdess_17", "ravdess_18"]
+    assert split["test_actors"] == ["ravdess_19", "ravdess_20"]
+    assert model.forest.n_features_in_ == 24
+
+
+def _write_parts(directory: Path) -> None:
+    for m, items in synthetic_parts(1).items():
+        items.save(directory / f"{m}.npz")
+
+
+def test_train_cli_writes_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    probs, out = tmp_path / "probs", tmp_path / "out"
+    _write_parts(probs)
+    monkeypatch.setattr(train_module, "DEFAULT_FOREST", {**train_module.DEFAULT_FOREST, "n_estimators": 5})
+    code = train_module.main(["--probs", str(probs), "--out", str(out), "--n-fit", "700", "--n-test", "350"])
+    assert code == 0
+    assert {p.name for p in out.iterdir()} == {"fusion_forest.joblib", "metrics.json", "confusion.png"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["construction"]["seed"] == 0 and metrics["artifact_mb"] < 10
+    assert load(out).predict([{"text": [0, 0, 0, 1, 0, 0, 0]}]).shape == (1, 7)
+    assert "| speech+text+image | 350 |" in capsys.readouterr().out
+
+
+def test_train_cli_says_which_cache_is_missing(tmp_path: Path) -> None:
+    ModalityItems.save(synthetic_parts()["text"], tmp_path / "text.npz")
+    with pytest.raises(FileNotFoundError, match="speech, image"):
+        train_module.main(["--probs", str(tmp_path), "--out", str(tmp_path / "out")])
+
+
+def test_subsets_constant_matches_names() -> None:
+    assert tuple("+".join(s) for s in SUBSETS) == SUBSET_NAMES
