@@ -259,7 +259,7 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
     return best
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_ROOT))
     parser.add_argument("--cache", default=str(DEFAULT_CACHE))
@@ -286,7 +286,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--export-only", action="store_true", help="write best.pt to the artefact folder and stop")
     parser.add_argument("--artifact", default=str(ARTIFACT_DIR / WEIGHTS_NAME))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if not args.export_only:
         train(args)
     meta = export(Path(args.out) / "best.pt", Path(args.artifact))

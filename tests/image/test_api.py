@@ -1,0 +1,151 @@
+"""HTTP behaviour of the image service: formats, faces, errors, batch, readiness."""
+
+import httpx
+import pytest
+
+from services.image.errors import BATCH_TOO_LARGE, CORRUPT_IMAGE, NO_FACE_MESSAGE, NOT_AN_IMAGE
+from shared.labels import LABELS
+from tests.image.conftest import encode
+from tests.image.synth import face_image
+
+
+def upload(data: bytes, name: str = "face.jpg", content_type: str = "image/jpeg") -> dict[str, tuple[str, bytes, str]]:
+    return {"image": (name, data, content_type)}
+
+
+async def test_readyz_when_model_loaded(client: httpx.AsyncClient) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+
+
+async def test_face_is_detected_and_classified(client: httpx.AsyncClient, face_jpeg: bytes) -> None:
+    response = await client.post("/predict", files=upload(face_jpeg))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["width"], body["height"]) == (320, 320)
+    assert body["message"] is None
+    assert len(body["faces"]) == 1
+    face = body["faces"][0]
+    assert set(face["box"]) == {"x", "y", "w", "h"}
+    assert 0 < face["confidence"] <= 1
+    assert list(body["probabilities"]) == list(LABELS)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+    assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert body["probabilities"] == face["probabilities"]
+    assert body["model"]["name"] == "face-emotion-resnet"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime"), [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("BMP", "image/bmp")]
+)
+async def test_every_accepted_format_works_whatever_the_content_type(
+    client: httpx.AsyncClient, fmt: str, mime: str
+) -> None:
+    data = encode(face_image(320, 320), fmt)
+    # The declared type is ignored: the content decides.
+    response = await client.post("/predict", files=upload(data, "upload.bin", "application/octet-stream"))
+    assert response.status_code == 200, response.text
+    assert len(response.json()["faces"]) == 1, mime
+
+
+async def test_no_face_gives_empty_faces_and_message(client: httpx.AsyncClient, landscape_png: bytes) -> None:
+    response = await client.post("/predict", files=upload(landscape_png, "scene.png", "image/png"))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["faces"] == []
+    assert body["label"] is None
+    assert body["probabilities"] is None
+    assert body["message"] == NO_FACE_MESSAGE
+
+
+async def test_two_faces(client: httpx.AsyncClient, two_faces_png: bytes) -> None:
+    response = await client.post("/predict", files=upload(two_faces_png, "two.png", "image/png"))
+    assert response.status_code == 200
+    assert len(response.json()["faces"]) == 2
+
+
+async def test_small_crop_auto_vs_always(client: httpx.AsyncClient, face_bgr) -> None:
+    import cv2
+
+    crop = encode(cv2.resize(face_bgr[40:280, 40:280], (48, 48), interpolation=cv2.INTER_AREA), "PNG")
+    auto = (await client.post("/predict", files=upload(crop, "crop.png"), params={"detect": "auto"})).json()
+    assert len(auto["faces"]) == 1
+    assert auto["faces"][0]["box"] == {"x": 0, "y": 0, "w": 48, "h": 48}
+    assert auto["label"] in LABELS
+    always = (await client.post("/predict", files=upload(crop, "crop.png"), params={"detect": "always"})).json()
+    assert always["faces"] == []
+    assert always["message"] == NO_FACE_MESSAGE
+
+
+async def test_bad_detect_value_is_422(client: httpx.AsyncClient, face_jpeg: bytes) -> None:
+    response = await client.post("/predict", files=upload(face_jpeg), params={"detect": "sometimes"})
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "detail"),
+    [
+        (b"just some text, honestly\n", "notes.png", NOT_AN_IMAGE),
+        (b"\x89PNG\r\n\x1a\n" + b"\x07" * 64, "broken.png", CORRUPT_IMAGE),
+    ],
+)
+async def test_text_and_corrupt_files_are_422(client: httpx.AsyncClient, data: bytes, name: str, detail: str) -> None:
+    response = await client.post("/predict", files=upload(data, name, "image/png"))
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"] == detail
+    assert body["code"] == "invalid_image"
+
+
+async def test_missing_image_field_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.post("/predict", files={"file": ("x.jpg", b"abc", "image/jpeg")})
+    assert response.status_code == 422
+
+
+async def test_too_many_pixels_is_413(client: httpx.AsyncClient) -> None:
+    # The test client's limit is 2,000,000 pixels; this flat PNG is small in bytes but 2.4 MP.
+    import numpy as np
+
+    data = encode(np.zeros((1200, 2000, 3), dtype=np.uint8), "PNG")
+    response = await client.post("/predict", files=upload(data, "big.png", "image/png"))
+    assert response.status_code == 413
+    assert response.json()["code"] == "image_too_large"
+
+
+async def test_batch_returns_results_in_order(
+    client: httpx.AsyncClient, face_jpeg: bytes, landscape_png: bytes
+) -> None:
+    files = [("image", ("a.jpg", face_jpeg, "image/jpeg")), ("image", ("b.png", landscape_png, "image/png"))]
+    response = await client.post("/predict/batch", files=files)
+    assert response.status_code == 200, response.text
+    first, second = response.json()["results"]
+    assert len(first["faces"]) == 1
+    assert second["faces"] == []
+    assert second["message"] == NO_FACE_MESSAGE
+
+
+async def test_batch_errors_name_the_image_and_limit_the_size(client: httpx.AsyncClient, face_jpeg: bytes) -> None:
+    files = [("image", ("a.jpg", face_jpeg, "image/jpeg")), ("image", ("b.png", b"not an image", "image/png"))]
+    response = await client.post("/predict/batch", files=files)
+    assert response.status_code == 422
+    assert response.json()["detail"] == f"image 1: {NOT_AN_IMAGE}"
+    too_many = [("image", (f"{i}.jpg", face_jpeg, "image/jpeg")) for i in range(5)]
+    response = await client.post("/predict/batch", files=too_many)
+    assert response.status_code == 422
+    assert response.json()["detail"] == BATCH_TOO_LARGE.format(limit=4, count=5)
+
+
+async def test_model_missing_gives_503(client_without_model: httpx.AsyncClient, face_jpeg: bytes) -> None:
+    ready = await client_without_model.get("/readyz")
+    assert ready.status_code == 503
+    assert "weights file not found" in ready.json()["detail"]
+    response = await client_without_model.post("/predict", files=upload(face_jpeg))
+    assert response.status_code == 503
+    assert response.json()["code"] == "model_not_ready"
+
+
+async def test_openapi_declares_operations(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    assert spec["paths"]["/predict"]["post"]["operationId"] == "predictImage"
+    assert spec["paths"]["/predict/batch"]["post"]["operationId"] == "predictImageBatch"
+    assert {"413", "422", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])
