@@ -1,0 +1,123 @@
+"""The speech emotion model: a Keras network over utterance-level acoustic features (pure, no FastAPI).
+
+Artefacts in the model folder:
+
+* ``speech_emotion.keras`` — the Keras 3 model (feature standardisation is its first layer);
+* ``speech_emotion.json`` — name, version, label order, feature and segmentation parameters.
+"""
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from services.speech.audio import SegmentationParams
+from services.speech.features import FeatureParams, extract
+from shared.labels import LABELS
+
+MODEL_FILE = "speech_emotion.keras"
+CONFIG_FILE = "speech_emotion.json"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What travels with the weights: identity, label order and every preprocessing parameter."""
+
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    features: FeatureParams
+    segmentation: SegmentationParams
+    metrics: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "labels": list(self.labels),
+            "features": self.features.to_json(),
+            "segmentation": asdict(self.segmentation),
+            "metrics": self.metrics,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
+        return cls(
+            name=str(data["name"]),
+            version=str(data["version"]),
+            labels=tuple(data["labels"]),
+            features=FeatureParams.from_json(data["features"]),
+            segmentation=SegmentationParams(**data["segmentation"]),
+            metrics=dict(data.get("metrics") or {}),
+        )
+
+    def save(self, folder: Path) -> None:
+        (folder / CONFIG_FILE).write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+
+class SpeechModel:
+    """A loaded model: ``predict`` maps speech segments (16 kHz mono) to (n, 7) probabilities."""
+
+    def __init__(self, network: Any, config: ModelConfig) -> None:
+        self.network = network
+        self.config = config
+        self.name = config.name
+        self.version = config.version
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.features.sample_rate
+
+    @property
+    def segmentation(self) -> SegmentationParams:
+        return self.config.segmentation
+
+    def features(self, segments: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+        """The (n, d) feature matrix of a batch of segments."""
+        return np.stack([extract(s, self.config.features) for s in segments]).astype(np.float32)
+
+    def predict_features(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+        """Probabilities for precomputed feature vectors."""
+        if x.shape[0] == 0:
+            return np.zeros((0, len(LABELS)))
+        out: npt.NDArray[np.float64] = np.asarray(self.network(x, training=False), dtype=np.float64)
+        normalised: npt.NDArray[np.float64] = out / out.sum(axis=1, keepdims=True)
+        return normalised
+
+    def predict(self, segments: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float64]:
+        """(n, 7) probabilities in canonical label order, one row per segment."""
+        if not segments:
+            return np.zeros((0, len(LABELS)))
+        return self.predict_features(self.features(segments))
+
+
+def configure_threads(threads: int) -> None:
+    """Limit TensorFlow's thread pools (must run before TF executes anything)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        # Already initialised in this process (e.g. a second app in tests): keep the first setting.
+        pass
+
+
+def load(path: Path, *, threads: int = 1) -> SpeechModel:
+    """Load the model folder; FileNotFoundError names what is missing, ValueError what is wrong."""
+    model_file = path / MODEL_FILE
+    config_file = path / CONFIG_FILE
+    missing = [str(p) for p in (model_file, config_file) if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"missing model file(s): {', '.join(missing)}")
+    config = ModelConfig.from_json(json.loads(config_file.read_text(encoding="utf-8")))
+    if config.labels != LABELS:
+        raise ValueError(f"model label order {config.labels} differs from {LABELS}")
+    configure_threads(threads)
+    import keras
+
+    network = keras.saving.load_model(model_file, compile=False)
+    return SpeechModel(network, config)
