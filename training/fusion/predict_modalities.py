@@ -90,6 +90,28 @@ def validation_sets(modality: str, data_root: Path) -> list[tuple[str, Manifest,
     raise ValueError(f"unknown modality {modality!r}")
 
 
+def predict_chunked(module: Any, manifest: Manifest, options: dict[str, Any], chunk: int = 256) -> np.ndarray:
+    """``predict_manifest`` in chunks; a chunk the model refuses is retried row by row, refused rows -> NaN.
+
+    (E.g. a text the service would reject with 422 is not a validation item the service can score.)
+    """
+    out = np.full((len(manifest.rows), NUM_LABELS), np.nan)
+    for start in range(0, len(manifest.rows), chunk):
+        stop = min(start + chunk, len(manifest.rows))
+        part = Manifest(path=manifest.path, rows=manifest.rows[start:stop], labels=manifest.labels[start:stop])
+        try:
+            out[start:stop] = module.predict_manifest(part, **options)
+        except (ManifestError, ServiceError) as exc:
+            print(f"  rows {start}-{stop}: {exc}; retrying one by one", flush=True)
+            for i in range(start, stop):
+                one = Manifest(path=manifest.path, rows=[manifest.rows[i]], labels=[manifest.labels[i]])
+                try:
+                    out[i] = module.predict_manifest(one, **options)[0]
+                except (ManifestError, ServiceError) as row_exc:
+                    print(f"  skipped item {i}: {row_exc}", flush=True)
+    return out
+
+
 def predict_modality(
     modality: str, *, data_root: Path, out_dir: Path, options: dict[str, Any] | None = None, limit: int | None = None
 ) -> Path:
@@ -112,11 +134,10 @@ def predict_modality(
             set_ids = [i for i, k in zip(set_ids, keep, strict=True) if k]
             set_groups = [g for g, k in zip(set_groups, keep, strict=True) if k]
         start = time.perf_counter()
-        p = np.asarray(module.predict_manifest(manifest, **options), dtype=np.float64)
-        if p.shape != (len(manifest.rows), NUM_LABELS):
-            raise ValueError(f"{modality} predict_manifest returned shape {p.shape} for {len(manifest.rows)} rows")
-        accuracy = float(np.mean(p.argmax(axis=1) == np.asarray(manifest.labels)))
-        usable = int(np.isfinite(p).all(axis=1).sum())
+        p = predict_chunked(module, manifest, options)
+        ok = np.isfinite(p).all(axis=1)
+        usable = int(ok.sum())
+        accuracy = float(np.mean(p[ok].argmax(axis=1) == np.asarray(manifest.labels)[ok])) if usable else 0.0
         print(
             f"{modality}/{source}: {len(manifest.rows)} items ({usable} usable) in {time.perf_counter() - start:.1f}s,"
             f" accuracy {accuracy:.4f}",

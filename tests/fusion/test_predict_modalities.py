@@ -1,0 +1,84 @@
+"""Stage 1: which validation items each modality is scored on, and the cache it writes."""
+
+import csv
+import sys
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from training.fusion import predict_modalities as stage1
+from training.fusion.data import ModalityItems
+from training.manifest import Manifest, ManifestError
+
+
+def _csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    """A miniature copy of the shared data layout (tiny files, not real data)."""
+    speech_rows = []
+    for actor in (1, 16, 17, 18, 19, 20):
+        path = f"Actor_{actor:02d}/03-01-03-01-01-01-{actor:02d}.flac"
+        (tmp_path / "speech/ravdess" / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "speech/ravdess" / path).write_bytes(b"x")
+        speech_rows.append([path, "happy", f"ravdess_{actor:02d}"])
+    _csv(tmp_path / "speech/ravdess/manifest.csv", ["path", "emotion", "speaker"], speech_rows)
+    _csv(tmp_path / "text/a/val.csv", ["text", "emotion"], [["so happy", "happy"], ["So  HAPPY", "happy"]])
+    _csv(tmp_path / "text/b/val.csv", ["text", "emotion"], [["bad service: reject me", "angry"], ["gloomy", "sad"]])
+    _csv(tmp_path / "text/b/train.csv", ["text", "emotion"], [["never used", "sad"]])
+    image_rows = []
+    for split, name, value in (("train", "t.png", 10), ("public_test", "a.png", 50), ("public_test", "b.png", 50)):
+        path = f"{split}/happy/{name}"
+        (tmp_path / "image/fer2013" / path).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "image/fer2013" / path), np.full((48, 48), value, np.uint8))
+        image_rows.append([path, "happy", split])
+    _csv(tmp_path / "image/fer2013/manifest.csv", ["path", "emotion", "split"], image_rows)
+    return tmp_path
+
+
+def test_validation_items_only(data_root: Path) -> None:
+    ((_, speech, ids, groups),) = stage1.validation_sets("speech", data_root)
+    assert groups == ["ravdess_17", "ravdess_18", "ravdess_19", "ravdess_20"]
+    assert all(i.startswith("ravdess/Actor_") for i in ids) and len(speech.rows) == 4
+    text = stage1.validation_sets("text", data_root)
+    assert [source for source, *_ in text] == ["a", "b"]
+    assert text[0][3][0] == text[0][3][1]  # same text up to case/space: same split group
+    ((_, image, _, image_groups),) = stage1.validation_sets("image", data_root)
+    assert [r["split"] for r in image.rows] == ["public_test", "public_test"]
+    assert image_groups[0] == image_groups[1]  # pixel-identical twins share a group
+
+
+def test_predict_modality_caches_and_skips_refused_rows(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def predict_manifest(manifest: Manifest) -> np.ndarray:
+        calls.append(len(manifest.rows))
+        if any("reject" in t for t in manifest.column("text")):
+            raise ManifestError("text rejected")
+        return np.tile(np.eye(7)[3], (len(manifest.rows), 1))
+
+    fake = types.ModuleType("training.text.evaluate")
+    fake.predict_manifest = predict_manifest  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "training.text.evaluate", fake)
+    path = stage1.predict_modality("text", data_root=data_root, out_dir=tmp_path / "cache")
+    items = ModalityItems.load(path)
+    assert len(items) == 4 and items.ids.tolist()[2] == "b/val.csv:2"
+    assert np.isnan(items.probs[2]).all() and np.isfinite(items.probs[[0, 1, 3]]).all()
+    assert len(items.usable()) == 3
+    assert calls == [2, 2, 1, 1]
+
+
+def test_missing_evaluator_is_reported(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "training.speech.evaluate", None)  # import fails
+    assert stage1.main(["--data", str(data_root), "--out", str(tmp_path), "--only", "speech"]) == 1
