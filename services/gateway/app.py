@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config
 from fastapi import Depends, FastAPI, Request
@@ -73,6 +74,30 @@ async def _watch_database(app: FastAPI, engine: AsyncEngine, config: Config, int
             app.state.ready, app.state.not_ready_reason = True, ""
 
 
+def _use_error_shape_for_validation_errors(app: FastAPI) -> None:
+    """Document FastAPI's automatic 422 responses with the shared error shape they really have."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = default_openapi()
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                response = operation.get("responses", {}).get("422")
+                content = (response or {}).get("content", {}).get("application/json", {})
+                if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                    response["description"] = "invalid_input"
+                    content["schema"] = {"$ref": "#/components/schemas/ErrorResponse"}
+        components = schema.get("components", {}).get("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway app (engine, HTTP client and readiness are set up in the lifespan)."""
     settings = settings or get_settings()
@@ -130,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(protected_router, prefix="/api", dependencies=[Depends(limit_by_ip), Depends(current_principal)])
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _use_error_shape_for_validation_errors(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

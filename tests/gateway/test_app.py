@@ -1,0 +1,151 @@
+"""App surface: OpenAPI (errors, examples, security), docs, web page, probes, error shape."""
+
+import pytest
+
+from services.gateway.uploads import sniff
+from tests.gateway.factories import png_bytes, wav_bytes
+
+
+@pytest.fixture
+async def openapi(client):
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def operations(openapi):
+    for path, item in openapi["paths"].items():
+        for method, operation in item.items():
+            yield path, method, operation
+
+
+def resolve(openapi, schema):
+    ref = schema.get("$ref")
+    return openapi["components"]["schemas"][ref.rsplit("/", 1)[-1]] if ref else schema
+
+
+async def test_every_api_operation_declares_its_errors(openapi):
+    for path, method, operation in operations(openapi):
+        if not path.startswith("/api"):
+            continue
+        assert operation.get("operationId"), (path, method)
+        assert operation.get("tags"), (path, method)
+        errors = {code for code in operation["responses"] if code.startswith(("4", "5"))}
+        assert "429" in errors, (path, method)
+        for code in errors:
+            schema = operation["responses"][code]["content"]["application/json"]["schema"]
+            assert schema["$ref"].endswith("/ErrorResponse"), (path, method, code)
+
+
+async def test_validation_errors_are_documented_with_the_error_shape(openapi):
+    assert "HTTPValidationError" not in openapi["components"]["schemas"]
+    assert "ErrorResponse" in openapi["components"]["schemas"]
+
+
+async def test_protected_operations_declare_401_and_security(openapi):
+    public = {"/api/register", "/api/login", "/api/health/services"}
+    for path, method, operation in operations(openapi):
+        if path.startswith("/api") and path not in public:
+            assert "401" in operation["responses"], (path, method)
+            schemes = {name for requirement in operation.get("security", []) for name in requirement}
+            assert schemes == {"OAuth2PasswordBearer", "APIKeyHeader"}, (path, method)
+
+
+async def test_every_request_body_has_examples(openapi):
+    for path, method, operation in operations(openapi):
+        body = operation.get("requestBody")
+        if not body:
+            continue
+        for media_type, content in body["content"].items():
+            schema = resolve(openapi, content["schema"])
+            if media_type == "application/json":
+                assert schema.get("examples"), (path, method)
+            else:  # forms: every non-file field carries an example
+                for name, field in schema["properties"].items():
+                    is_file = (
+                        field.get("format") == "binary"
+                        or any(
+                            option.get("format") == "binary" or option.get("contentMediaType")
+                            for option in field.get("anyOf", [])
+                        )
+                        or field.get("contentMediaType")
+                    )
+                    if not is_file and name not in {"grant_type"}:
+                        assert field.get("examples"), (path, method, name)
+
+
+async def test_password_flow_is_wired_for_swagger(openapi):
+    scheme = openapi["components"]["securitySchemes"]["OAuth2PasswordBearer"]
+    assert scheme["flows"]["password"]["tokenUrl"] == "/api/login"
+    assert openapi["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+
+
+async def test_docs_and_web_page_are_served(client):
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script src="/static/app.js">' in page.text
+    script = await client.get("/static/app.js")
+    assert script.status_code == 200
+    for path in ("/api/login", "/predict/", "/predictions", "/logout"):
+        assert path.removeprefix("/api") in script.text
+    assert "http://" not in script.text and "https://" not in page.text  # no CDN
+
+
+async def test_security_headers_and_request_id(client):
+    response = await client.get("/api/user/profile", headers={"X-Request-ID": "abc-1"})
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-request-id"] == "abc-1"
+    assert response.json()["request_id"] == "abc-1"
+
+
+async def test_unknown_route_uses_the_error_shape(client):
+    response = await client.get("/api/nope")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+async def test_readyz_and_metrics(client):
+    assert (await client.get("/readyz")).json() == {"status": "ready"}
+    await client.get("/api/user/profile")
+    metrics = await client.get("/metrics")
+    counted = [line for line in metrics.text.splitlines() if line.startswith("http_requests_total{")]
+    assert any('/user/profile"' in line and 'status="401"' in line for line in counted), counted
+
+
+async def test_cors_is_configurable(app_client):
+    async with app_client(cors_origins=["http://app.example"]) as client:
+        response = await client.options(
+            "/api/login",
+            headers={"Origin": "http://app.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert response.headers["access-control-allow-origin"] == "http://app.example"
+        other = await client.options(
+            "/api/login", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+        )
+        assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (wav_bytes(0.01), "WAV"),
+        (b"fLaC\x00\x00\x00\x22", "FLAC"),
+        (b"OggS\x00\x02", "OGG"),
+        (b"ID3\x04\x00", "MP3"),
+        (b"\xff\xfb\x90\x64", "MP3"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG"),
+        (png_bytes(), "PNG"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "WebP"),
+        (b"BM" + b"\x00" * 20, "BMP"),
+        (b"GIF89a", None),
+        (b"RIFF\x24\x00\x00\x00AVI LIST", None),
+        (b"\xff\xe0", None),  # MPEG sync with the reserved layer
+        (b"", None),
+    ],
+)
+def test_sniff(head, kind):
+    assert sniff(head[:16]) == kind
