@@ -48,6 +48,16 @@ class FaceDetector:
         self.min_size_fraction = min_size_fraction
         self.min_size_px = min_size_px
 
+    def _run(self, image: np.ndarray, min_side: int) -> tuple[np.ndarray, np.ndarray]:
+        rects, _levels, weights = self.cascade.detectMultiScale3(
+            image,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(min_side, min_side),
+            outputRejectLevels=True,
+        )
+        return np.asarray(rects).reshape(-1, 4), np.asarray(weights, dtype=np.float64).reshape(-1)
+
     def detect(self, grey: np.ndarray) -> list[FaceBox]:
         """All faces in an (h, w) uint8 image, largest first, in the input's pixel coordinates."""
         height, width = grey.shape
@@ -56,18 +66,13 @@ class FaceDetector:
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-        # Contrast normalisation helps the cascade on dark or washed-out photos.
-        small = cv2.equalizeHist(small)
         min_side = max(self.min_size_px, int(min(small.shape) * self.min_size_fraction))
         if min(small.shape) < min_side:
             return []
-        rects, _levels, weights = self.cascade.detectMultiScale3(
-            small,
-            scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
-            minSize=(min_side, min_side),
-            outputRejectLevels=True,
-        )
+        rects, weights = self._run(small, min_side)
+        if len(rects) == 0:
+            # Second chance on a contrast-equalised copy: helps dark or washed-out photos, hurts some others.
+            rects, weights = self._run(cv2.equalizeHist(small), min_side)
         faces = []
         for (x, y, w, h), weight in zip(
             np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1), strict=False

@@ -6,7 +6,7 @@ import pytest
 from services.image.errors import BATCH_TOO_LARGE, CORRUPT_IMAGE, NO_FACE_MESSAGE, NOT_AN_IMAGE
 from shared.labels import LABELS
 from tests.image.conftest import encode
-from tests.image.synth import face_image
+from tests.image.synth import face_image, landscape_image
 
 
 def upload(data: bytes, name: str = "face.jpg", content_type: str = "image/jpeg") -> dict[str, tuple[str, bytes, str]]:
@@ -67,12 +67,16 @@ async def test_two_faces(client: httpx.AsyncClient, two_faces_png: bytes) -> Non
 async def test_small_crop_auto_vs_always(client: httpx.AsyncClient, face_bgr) -> None:
     import cv2
 
+    # A 48x48 face crop is always scored in auto mode (detected, or else taken whole).
     crop = encode(cv2.resize(face_bgr[40:280, 40:280], (48, 48), interpolation=cv2.INTER_AREA), "PNG")
     auto = (await client.post("/predict", files=upload(crop, "crop.png"), params={"detect": "auto"})).json()
     assert len(auto["faces"]) == 1
-    assert auto["faces"][0]["box"] == {"x": 0, "y": 0, "w": 48, "h": 48}
     assert auto["label"] in LABELS
-    always = (await client.post("/predict", files=upload(crop, "crop.png"), params={"detect": "always"})).json()
+    # A small image where the cascade finds nothing: auto takes it whole, always reports no face.
+    thumb = encode(cv2.resize(landscape_image(), (48, 48), interpolation=cv2.INTER_AREA), "PNG")
+    auto = (await client.post("/predict", files=upload(thumb, "thumb.png"), params={"detect": "auto"})).json()
+    assert [(f["box"], f["confidence"]) for f in auto["faces"]] == [({"x": 0, "y": 0, "w": 48, "h": 48}, None)]
+    always = (await client.post("/predict", files=upload(thumb, "thumb.png"), params={"detect": "always"})).json()
     assert always["faces"] == []
     assert always["message"] == NO_FACE_MESSAGE
 
