@@ -165,3 +165,51 @@ def extract(segment: npt.NDArray[np.floating[Any]], params: FeatureParams) -> Fl
     vector = np.concatenate([_stats(frame_level[:, active]), pitch_stats, active_ratio])
     clean: FloatArray = np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
     return clean
+
+
+@dataclass(frozen=True)
+class LogMelParams:
+    """A fixed-size log-mel patch per segment, for the convolutional model."""
+
+    sample_rate: int = 16000
+    n_fft: int = 640
+    hop_length: int = 320
+    n_mels: int = 48
+    fmin: float = 50.0
+    fmax: float = 8000.0
+    #: Patch width in frames (3 s at a 20 ms hop); shorter segments are centred and zero-padded.
+    frames: int = 150
+    target_rms: float = 0.05
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "LogMelParams":
+        return cls(**data)
+
+
+def extract_logmel(segment: npt.NDArray[np.floating[Any]], params: LogMelParams) -> FloatArray:
+    """(n_mels, frames) log-mel patch, gain-normalised, mean-normalised per band over the speech frames."""
+    y = np.asarray(segment, dtype=np.float32)
+    if y.shape[0] < params.n_fft:
+        y = np.pad(y, (0, params.n_fft - y.shape[0]))
+    rms_all = float(np.sqrt(np.mean(y**2)))
+    if rms_all > 1e-8:
+        y = y * (params.target_rms / rms_all)
+    mel = librosa.feature.melspectrogram(
+        y=y,
+        sr=params.sample_rate,
+        n_fft=params.n_fft,
+        hop_length=params.hop_length,
+        n_mels=params.n_mels,
+        fmin=params.fmin,
+        fmax=params.fmax,
+    )
+    log_mel = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0)[:, : params.frames]
+    # Scale to roughly unit range; silence padding then sits at 0 (the patch's own mean).
+    log_mel = (log_mel - log_mel.mean()) / 20.0
+    patch = np.zeros((params.n_mels, params.frames), dtype=np.float32)
+    offset = (params.frames - log_mel.shape[1]) // 2
+    patch[:, offset : offset + log_mel.shape[1]] = log_mel
+    return patch

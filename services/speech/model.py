@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.speech.audio import SegmentationParams
-from services.speech.features import FeatureParams, extract
+from services.speech.features import FeatureParams, LogMelParams, extract, extract_logmel
 from shared.labels import LABELS
 
 MODEL_FILE = "speech_emotion.keras"
@@ -32,9 +32,11 @@ class ModelConfig:
     features: FeatureParams
     segmentation: SegmentationParams
     metrics: dict[str, Any]
+    #: Set for the convolutional model: it reads log-mel patches instead of statistics vectors.
+    logmel: LogMelParams | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
             "labels": list(self.labels),
@@ -42,6 +44,9 @@ class ModelConfig:
             "segmentation": asdict(self.segmentation),
             "metrics": self.metrics,
         }
+        if self.logmel is not None:
+            data["logmel"] = self.logmel.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -52,6 +57,7 @@ class ModelConfig:
             features=FeatureParams.from_json(data["features"]),
             segmentation=SegmentationParams(**data["segmentation"]),
             metrics=dict(data.get("metrics") or {}),
+            logmel=LogMelParams.from_json(data["logmel"]) if data.get("logmel") else None,
         )
 
     def save(self, folder: Path) -> None:
@@ -76,11 +82,14 @@ class SpeechModel:
         return self.config.segmentation
 
     def features(self, segments: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
-        """The (n, d) feature matrix of a batch of segments."""
+        """The model input for a batch of segments: (n, d) statistics or (n, mels, frames) patches."""
+        logmel = self.config.logmel
+        if logmel is not None:
+            return np.stack([extract_logmel(s, logmel) for s in segments]).astype(np.float32)
         return np.stack([extract(s, self.config.features) for s in segments]).astype(np.float32)
 
     def predict_features(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Probabilities for precomputed feature vectors."""
+        """Probabilities for precomputed model inputs (see :meth:`features`)."""
         if x.shape[0] == 0:
             return np.zeros((0, len(LABELS)))
         out: npt.NDArray[np.float64] = np.asarray(self.network(x, training=False), dtype=np.float64)

@@ -17,7 +17,7 @@ import numpy as np
 
 from services.speech.audio import SegmentationParams, decode, segment
 from services.speech.errors import NoSpeech
-from services.speech.features import FeatureParams, extract
+from services.speech.features import FeatureParams, LogMelParams, extract, extract_logmel
 from shared.labels import LABEL_TO_INDEX
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,12 @@ def featurise(
     segmentation: SegmentationParams,
     augment: Augment | None = None,
     seed: int = 0,
+    logmel: LogMelParams | None = None,
 ) -> FeatureSet:
-    """Decode, (augment), segment and extract every clip; clips with no speech are skipped."""
+    """Decode, (augment), segment and extract every clip; clips with no speech are skipped.
+
+    Statistics vectors by default; log-mel patches (for the CNN) when ``logmel`` is given.
+    """
     rng = np.random.default_rng(seed)
     rows: list[np.ndarray] = []
     owners: list[int] = []
@@ -118,7 +122,7 @@ def featurise(
             logger.warning("no speech in %s", clip.path)
             continue
         for seg in segments:
-            rows.append(extract(seg.samples, feature_params))
+            rows.append(extract(seg.samples, feature_params) if logmel is None else extract_logmel(seg.samples, logmel))
             owners.append(i)
             durations.append(seg.duration)
         if (i + 1) % 200 == 0:
@@ -139,20 +143,21 @@ def cached_features(
     segmentation: SegmentationParams,
     augmentation: str = "orig",
     seed: int = 0,
+    logmel: LogMelParams | None = None,
 ) -> FeatureSet:
     """:func:`featurise`, memoised as .npy files keyed by the clips and every parameter."""
-    key_src = json.dumps(
-        {
-            "clips": [c.path for c in clips],
-            "features": feature_params.to_json(),
-            "segmentation": asdict(segmentation),
-            "augmentation": augmentation,
-            "seed": seed,
-        },
-        sort_keys=True,
-    )
+    key_data = {
+        "clips": [c.path for c in clips],
+        "features": feature_params.to_json(),
+        "segmentation": asdict(segmentation),
+        "augmentation": augmentation,
+        "seed": seed,
+    }
+    if logmel is not None:
+        key_data["logmel"] = logmel.to_json()
+    key_src = json.dumps(key_data, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
-    stem = cache_dir / f"{name}_{augmentation}_{key}"
+    stem = cache_dir / f"{name}{'_logmel' if logmel else ''}_{augmentation}_{key}"
     files = [stem.with_suffix(f".{part}.npy") for part in ("x", "clip", "duration")]
     if all(f.is_file() for f in files):
         return FeatureSet(*(np.load(f) for f in files))
@@ -164,6 +169,7 @@ def cached_features(
         segmentation=segmentation,
         augment=AUGMENTATIONS[augmentation],
         seed=seed,
+        logmel=logmel,
     )
     for f, arr in zip(files, (result.x, result.clip, result.duration), strict=True):
         np.save(f, arr)

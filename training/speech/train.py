@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 
 from services.speech.audio import SegmentationParams
-from services.speech.features import FeatureParams
+from services.speech.features import FeatureParams, LogMelParams
 from services.speech.model import MODEL_FILE, ModelConfig, configure_threads
 from shared.labels import LABELS, NUM_LABELS
 from training.speech.data import Clip, FeatureSet, cached_features, ravdess_actor, read_clips
 
 logger = logging.getLogger("training.speech.train")
 
-MODEL_NAME = "speech-emotion-dnn"
+MODEL_NAMES = {"stats": "speech-emotion-dnn", "cnn": "speech-emotion-cnn"}
 
 
 @dataclass
@@ -44,6 +44,7 @@ class HyperParams:
     patience: int = 25
     tess_weight: float = 0.5
     members: int = 1
+    conv_filters: tuple[int, ...] = (16, 32, 48, 64)
 
 
 def build_model(x_train: np.ndarray, hp: HyperParams, seed: int = 0) -> Any:
@@ -88,34 +89,76 @@ def class_weights(y: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, len(y) / (NUM_LABELS * np.maximum(counts, 1)), 0.0)
 
 
-class ClipAccuracy:
-    """Keras callback factory: clip-level validation accuracy with best-weights restore."""
+def build_cnn(shape: tuple[int, int], hp: HyperParams, seed: int = 0) -> Any:
+    """A small log-mel CNN: four conv blocks, global average+max pooling, softmax."""
+    import keras
 
-    @staticmethod
-    def make(val: FeatureSet, y_clip: np.ndarray, patience: int) -> Any:
-        import keras
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=shape, name="logmel")
+    h = keras.layers.Reshape((*shape, 1))(inputs)
+    for i, filters in enumerate(hp.conv_filters):
+        h = keras.layers.Conv2D(
+            filters, 3, padding="same", use_bias=False, kernel_regularizer=keras.regularizers.l2(hp.l2), name=f"conv{i}"
+        )(h)
+        h = keras.layers.BatchNormalization(name=f"bn{i}")(h)
+        h = keras.layers.Activation("relu")(h)
+        if i < len(hp.conv_filters) - 1:
+            h = keras.layers.MaxPooling2D(2, name=f"pool{i}")(h)
+    h = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(h), keras.layers.GlobalMaxPooling2D()(h)])
+    h = keras.layers.Dropout(hp.dropout)(h)
+    out = keras.layers.Dense(NUM_LABELS, activation="softmax", name="probs")(h)
+    model = keras.Model(inputs, out, name="speech_emotion_cnn")
+    model.compile(
+        optimizer=keras.optimizers.Adam(hp.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
 
-        class _Callback(keras.callbacks.Callback):  # type: ignore[misc]
-            def __init__(self) -> None:
-                super().__init__()
-                self.best = -1.0
-                self.best_epoch = 0
-                self.best_weights: list[np.ndarray] | None = None
-                self.history: list[float] = []
 
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                probs = np.asarray(self.model(val.x, training=False))
-                acc = float((clip_probabilities(probs, val.clip, val.duration, len(y_clip)).argmax(1) == y_clip).mean())
-                self.history.append(acc)
-                if logs is not None:
-                    logs["val_clip_acc"] = acc
-                if acc > self.best:
-                    self.best, self.best_epoch = acc, epoch + 1
-                    self.best_weights = self.model.get_weights()
-                elif epoch + 1 - self.best_epoch >= patience:
-                    self.model.stop_training = True
+def spec_augment(
+    x: np.ndarray, rng: np.random.Generator, *, max_f: int = 8, max_t: int = 20, shift: int = 30
+) -> np.ndarray:
+    """SpecAugment-style masking (2 frequency bands, 2 time spans) and a random circular time shift."""
+    out = x.copy()
+    n, mels, frames = out.shape
+    for i in range(n):
+        out[i] = np.roll(out[i], int(rng.integers(-shift, shift + 1)), axis=1)
+        for _ in range(2):
+            f = int(rng.integers(0, max_f + 1))
+            f0 = int(rng.integers(0, mels - f + 1))
+            out[i, f0 : f0 + f, :] = 0.0
+            t = int(rng.integers(0, max_t + 1))
+            t0 = int(rng.integers(0, frames - t + 1))
+            out[i, :, t0 : t0 + t] = 0.0
+    return out
 
-        return _Callback()
+
+class ClipTracker:
+    """Clip-level validation accuracy after each epoch; keeps the best weights, says when to stop."""
+
+    def __init__(self, val: FeatureSet, y_clip: np.ndarray, patience: int) -> None:
+        self.val, self.y_clip, self.patience = val, y_clip, patience
+        self.best = -1.0
+        self.best_epoch = 0
+        self.best_weights: list[np.ndarray] | None = None
+        self.history: list[float] = []
+
+    def update(self, epoch: int, model: Any) -> bool:
+        """Record epoch ``epoch`` (1-based); False once ``patience`` epochs passed without improvement."""
+        probs = predict_batched(model, self.val.x)
+        clip = clip_probabilities(probs, self.val.clip, self.val.duration, len(self.y_clip))
+        acc = float((clip.argmax(1) == self.y_clip).mean())
+        self.history.append(acc)
+        logger.info("epoch %d: clip accuracy %.4f", epoch, acc)
+        if acc > self.best:
+            self.best, self.best_epoch = acc, epoch
+            self.best_weights = model.get_weights()
+        return epoch - self.best_epoch < self.patience
+
+
+def predict_batched(model: Any, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    return np.vstack([np.asarray(model(x[i : i + batch], training=False)) for i in range(0, len(x), batch)])
 
 
 def fit(
@@ -126,22 +169,22 @@ def fit(
     *,
     epochs: int,
     seed: int = 0,
-    callbacks: list[Any] | None = None,
-    verbose: int = 0,
+    tracker: ClipTracker | None = None,
 ) -> Any:
-    """Train a fresh model for ``epochs`` epochs (callbacks may stop it earlier)."""
-    model = build_model(x, hp, seed=seed)
-    cw = class_weights(y)
-    model.fit(
-        x,
-        y,
-        sample_weight=weights * cw[y],
-        epochs=epochs,
-        batch_size=hp.batch_size,
-        shuffle=True,
-        callbacks=callbacks or [],
-        verbose=verbose,
-    )
+    """Train a fresh model (MLP on vectors, CNN on patches) for up to ``epochs`` epochs.
+
+    With a tracker, training stops early and the best epoch's weights are restored.
+    """
+    model = build_cnn(x.shape[1:], hp, seed=seed) if x.ndim == 3 else build_model(x, hp, seed=seed)
+    rng = np.random.default_rng(seed)
+    sample_weight = weights * class_weights(y)[y]
+    for epoch in range(1, epochs + 1):
+        inputs = spec_augment(x, rng) if x.ndim == 3 else x
+        model.fit(inputs, y, sample_weight=sample_weight, epochs=1, batch_size=hp.batch_size, shuffle=True, verbose=0)
+        if tracker is not None and not tracker.update(epoch, model):
+            break
+    if tracker is not None and tracker.best_weights is not None:
+        model.set_weights(tracker.best_weights)
     return model
 
 
@@ -189,6 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--select-only", action="store_true", help="stop after the selection stage")
+    parser.add_argument("--kind", choices=["stats", "cnn"], default="stats", help="MLP on statistics or log-mel CNN")
+    parser.add_argument(
+        "--no-retrain",
+        action="store_true",
+        help="ship the selection-stage model (trained on 01-12 + TESS) instead of retraining on 01-16",
+    )
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -205,8 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         patience=args.patience,
         tess_weight=args.tess_weight,
         members=args.members,
+        batch_size=args.batch_size,
     )
     feature_params, segmentation = FeatureParams(), SegmentationParams()
+    logmel = LogMelParams() if args.kind == "cnn" else None
     root = Path(args.data)
     rav = read_clips(root / "ravdess" / "manifest.csv", "ravdess")
     tess = read_clips(root / "tess" / "manifest.csv", "tess")
@@ -221,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             segmentation=segmentation,
             augmentation=aug,
             seed=1,
+            logmel=logmel,
         )
 
     rav_sets = {aug: feats(rav, "ravdess", aug) for aug in augs}
@@ -244,20 +297,24 @@ def main(argv: list[str] | None = None) -> int:
     # Stage 1: choose the epoch count on the inner speaker split.
     x, y, w = training_data(range(1, 13))
     inner_val, inner_y = validation(range(13, 17))
-    callback = ClipAccuracy.make(inner_val, inner_y, hp.patience)
-    fit(x, y, w, hp, epochs=hp.max_epochs, seed=args.seed, callbacks=[callback])
-    best_epoch = callback.best_epoch
-    logger.info("selection: best clip accuracy on actors 13-16 = %.4f at epoch %d", callback.best, best_epoch)
+    tracker = ClipTracker(inner_val, inner_y, hp.patience)
+    model = fit(x, y, w, hp, epochs=hp.max_epochs, seed=args.seed, tracker=tracker)
+    best_epoch = tracker.best_epoch
+    logger.info("selection: best clip accuracy on actors 13-16 = %.4f at epoch %d", tracker.best, best_epoch)
     if args.select_only:
-        print(json.dumps({"inner_accuracy": callback.best, "best_epoch": best_epoch, "hp": hp.__dict__}))
+        print(json.dumps({"inner_accuracy": tracker.best, "best_epoch": best_epoch, "hp": hp.__dict__}))
         return 0
 
-    # Stage 2: retrain on 01-16 (+TESS) for the chosen epochs (scaled for 4/3 more data), report on 17-20.
-    final_epochs = max(1, round(best_epoch * 1.0))
-    x, y, w = training_data(range(1, 17))
-    model = fit(x, y, w, hp, epochs=final_epochs, seed=args.seed)
+    # Stage 2: retrain on 01-16 (+TESS) for the chosen number of epochs (or keep the stage-1 model).
+    final_epochs = best_epoch
+    if args.no_retrain:
+        trained_on = "RAVDESS actors 01-12 + TESS OAF (early-stopped on actors 13-16)"
+    else:
+        trained_on = "RAVDESS actors 01-16 + TESS OAF"
+        x, y, w = training_data(range(1, 17))
+        model = fit(x, y, w, hp, epochs=final_epochs, seed=args.seed)
     outer_val, outer_y = validation(range(17, 21))
-    probs = np.asarray(model(outer_val.x, training=False))
+    probs = predict_batched(model, outer_val.x)
     clip_probs = clip_probabilities(probs, outer_val.clip, outer_val.duration, len(outer_y))
     from training.report import format_report, report_from_probabilities
 
@@ -268,13 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)
     config = ModelConfig(
-        name=MODEL_NAME,
+        name=MODEL_NAMES[args.kind],
         version=dt.datetime.now(dt.UTC).strftime("%Y.%m.%d"),
         labels=LABELS,
         features=feature_params,
         segmentation=segmentation,
+        logmel=logmel,
         metrics={
-            "selection": {"split": "train actors 01-12 + TESS, validate actors 13-16", "clip_accuracy": callback.best},
+            "kind": args.kind,
+            "trained_on": trained_on,
+            "selection": {
+                "split": "train actors 01-12 + TESS, validate actors 13-16",
+                "clip_accuracy": tracker.best,
+                "history": tracker.history,
+            },
             "epochs": final_epochs,
             "ravdess_actors_17_20": {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]},
             "hyperparameters": {k: list(v) if isinstance(v, tuple) else v for k, v in hp.__dict__.items()},
