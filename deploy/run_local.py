@@ -193,12 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-port", type=int, default=8000, help="gateway port; the others follow (+1..+4)")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
     parser.add_argument("--migrate", action="store_true", help="run alembic upgrade head first")
+    parser.add_argument(
+        "--services", default=",".join(SERVICES), help="comma-separated subset to start (default: all five)"
+    )
     args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.services.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SERVICES))
+    if unknown:
+        parser.error(f"unknown service(s): {', '.join(unknown)}")
 
     if args.migrate:
         migrate()
     ports = {name: args.base_port + offset for offset, name in enumerate(SERVICES)}
-    stack = start_services(ports=ports, host=args.host)
+    stack = start_services(ports=ports, host=args.host, services=chosen)
 
     def on_signal(signum: int, _: FrameType | None) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -206,11 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         problems = wait_ready(stack, timeout_s=args.timeout)
-        for name in SERVICES:
+        for name in chosen:
             status = f"NOT READY: {problems[name]}" if name in problems else "ready"
             print(f"  {name:8} {stack.url(name):28} {status}", flush=True)
-        gateway = stack.url("gateway")
-        print(f"\nWeb page: {gateway}/\nAPI docs: {gateway}/docs\nCtrl-C stops everything.", flush=True)
+        if "gateway" in stack.ports:
+            gateway = stack.url("gateway")
+            print(f"\nWeb page: {gateway}/\nAPI docs: {gateway}/docs", flush=True)
+        print("Ctrl-C stops everything.", flush=True)
         while True:
             for name, process in stack.processes.items():
                 if process.poll() is not None and name not in problems:
