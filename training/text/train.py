@@ -81,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eval-every-epoch", action="store_true", help="print val summaries after each epoch")
     p.add_argument("--name", default="minilm-l6-emotion")
     p.add_argument("--version", default=time.strftime("%Y.%m.%d"))
+    p.add_argument(
+        "--export-only",
+        action="store_true",
+        help="export and report the checkpoint in --work as it is (e.g. an interrupted run), without training",
+    )
     p.add_argument("--figure", default=None, help="write the overall val confusion matrix PNG here")
     p.add_argument("--metrics", default=None, help="write the val reports as JSON here")
     return p.parse_args(argv)
@@ -255,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     signature = {k: v for k, v in vars(args).items() if k in SIGNATURE_KEYS}
     if checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["signature"] == signature:
+        if state["signature"] == signature or args.export_only:
             network.load_state_dict(state["network"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -281,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     eval_model = MiniLMEmotionModel(
         network=network, tokenizer=tokenizer, name=args.name, version=args.version, max_tokens=args.max_tokens
     )
+    if args.export_only:
+        if not checkpoint_path.is_file():
+            raise SystemExit(f"--export-only: no checkpoint at {checkpoint_path}")
+        total_steps = step
     cached = None
     if args.freeze_layers > 0 and args.cache_frozen and not args.train_embeddings and step < total_steps:
         # The frozen part is deterministic in eval mode, so its outputs are computed once, not every epoch.
@@ -326,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
             print(f"after epoch {step // steps_per_epoch}:")
             for name, r in reports.items():
                 print(f"  {name:<18} acc={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} w_f1={r['weighted_f1']:.4f}")
-    save_checkpoint()
+    if not args.export_only:
+        save_checkpoint()
 
     network.eval()
     config = {

@@ -1,0 +1,143 @@
+"""The training scripts, a few steps on a tiny synthetic dataset with a tiny random encoder."""
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.text.model import PACKAGED_ENCODER, MiniLMEmotionModel, build_network, load, load_tokenizer
+from shared.labels import LABELS
+from training.text import train, train_bilstm
+from training.text.data import class_weights, load_split
+
+WORDS = {
+    "happy": "joy delighted wonderful great love",
+    "sad": "crying lonely miss grief tears",
+    "angry": "furious rage hate annoyed mad",
+    "fear": "scared terrified afraid panic dark",
+    "neutral": "table meeting schedule report chair",
+}
+
+
+def write_split(folder: Path, split: str, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{split}.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "emotion", "original_label"])
+        for i in range(n):
+            label = list(WORDS)[i % len(WORDS)]
+            words = rng.choices(WORDS[label].split(), k=rng.randint(2, 12))
+            writer.writerow([" ".join(["i", "feel", *words]), label, label])
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("text-data")
+    for seed, name in enumerate(["alpha", "beta"]):
+        write_split(root / name, "train", 40, seed)
+        write_split(root / name, "val", 10, seed + 10)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A randomly initialised 2-layer BERT with the packaged MiniLM tokenizer, saved locally."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-encoder")
+    tokenizer = load_tokenizer(PACKAGED_ENCODER)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_load_split_and_class_weights(data_root: Path) -> None:
+    examples = load_split(data_root, "train")
+    assert len(examples) == 80
+    assert {e.dataset for e in examples} == {"alpha", "beta"}
+    weights = class_weights([0, 0, 0, 3])
+    assert weights[1] == 0  # unseen classes get no weight
+    assert weights[0] < weights[3]
+    assert weights[weights > 0].mean() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("freeze", [0, 1])
+def test_train_exports_a_loadable_model_and_resumes(
+    data_root: Path, tiny_encoder: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], freeze: int
+) -> None:
+    import torch
+
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = [
+        *("--data", str(data_root), "--encoder", tiny_encoder, "--out", str(out), "--work", str(work)),
+        *("--epochs", "1", "--batch-size", "8", "--max-tokens", "32", "--freeze-layers", str(freeze)),
+        *("--lr", "1e-3", "--checkpoint-every", "2", "--log-every", "1", "--metrics", str(tmp_path / "m.json")),
+        *("--figure", str(tmp_path / "confusion.png")),
+    ]
+    assert train.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "step 10/10" in printed
+    for name in ("alpha", "beta", "overall"):
+        assert "=== minilm-l6-emotion" in printed and f": {name} (val) ===" in printed
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert set(metrics) == {"alpha", "beta", "overall"}
+    assert metrics["overall"]["n"] == 20
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
+
+    shipped = load(out)
+    assert isinstance(shipped, MiniLMEmotionModel)
+    config = json.loads((out / "config.json").read_text())
+    assert config["encoder"] == tiny_encoder
+    assert all(name.startswith(f"encoder.layer.{freeze}") or freeze == 0 for name in config["trained"][:1])
+    texts = ["i feel joy", "i feel scared of the dark", "meeting report"]
+    probs = shipped.predict(texts)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+
+    # The exported fp16 deltas + head reproduce the trained network.
+    state = torch.load(work / train.CHECKPOINT, weights_only=False)
+    network = build_network(tiny_encoder, dropout=0.0)
+    network.load_state_dict(state["network"])
+    network.eval()
+    reference = MiniLMEmotionModel(network, load_tokenizer(tiny_encoder), "ref", "0", 32)
+    np.testing.assert_allclose(shipped.logits(texts), reference.logits(texts), atol=2e-3)
+
+    # Rerunning the same command resumes from the final checkpoint instead of training again.
+    assert train.main(args) == 0
+    assert "resumed from" in capsys.readouterr().out
+
+
+def test_make_batches_groups_similar_lengths() -> None:
+    lengths = [random.Random(i).randint(3, 60) for i in range(400)]
+    batches = train.make_batches(lengths, 16, seed=1)
+    assert sorted(i for b in batches for i in b) == list(range(400))
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    assert spread < 10  # random batches would spread over ~50 tokens
+
+
+def test_train_bilstm_tiny(data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    out = tmp_path / "bilstm"
+    args = [
+        *("--data", str(data_root), "--out", str(out), "--epochs", "1", "--batch-size", "16"),
+        *("--vocab-size", "100", "--min-count", "1", "--max-tokens", "12", "--embedding-dim", "8", "--units", "8"),
+    ]
+    assert train_bilstm.main(args) == 0
+    assert "overall" in capsys.readouterr().out
+    model = load(out)
+    probs = model.predict(["i feel joy", "unknownword " * 30])
+    assert probs.shape == (2, len(LABELS))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert model.truncated(["a " * 13, "a " * 12]) == [True, False]
