@@ -17,7 +17,7 @@ import respx
 from asgi_lifespan import LifespanManager
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.gateway.app import create_app
 from services.gateway.db import alembic_config, create_engine, upgrade
@@ -87,16 +87,20 @@ async def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.
     return url
 
 
-@pytest.fixture
-async def clean_db(database_url: str) -> str:
-    """The backend's database with empty tables."""
+@pytest.fixture(scope="session")
+async def db_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """One engine per backend for test bookkeeping (the app makes its own)."""
     engine = create_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            for table in TABLES:
-                await connection.execute(text(f"DELETE FROM {table}"))
-    finally:
-        await engine.dispose()
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def clean_db(database_url: str, db_engine: AsyncEngine) -> str:
+    """The backend's database with empty tables."""
+    async with db_engine.begin() as connection:
+        for table in TABLES:
+            await connection.execute(text(f"DELETE FROM {table}"))
     return database_url
 
 
