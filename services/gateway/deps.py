@@ -75,12 +75,12 @@ class Principal:
 
 async def limit_by_ip(request: Request, limits: RateLimitsDep) -> None:
     """Per client IP limit, on every API route."""
-    limits.hit(limits.ip, key=f"ip:{client_ip(request)}", scope="api")
+    await limits.hit(limits.ip, key=f"ip:{client_ip(request)}", scope="api")
 
 
 async def limit_auth(request: Request, limits: RateLimitsDep) -> None:
     """The stricter per-IP limit on login and register (password guessing, sign-up spam)."""
-    limits.hit(limits.auth, key=f"ip:{client_ip(request)}", scope="auth")
+    await limits.hit(limits.auth, key=f"ip:{client_ip(request)}", scope="auth")
 
 
 async def _from_api_key(session: AsyncSession, value: str) -> Principal:
@@ -126,7 +126,7 @@ async def current_principal(
         principal = await _from_token(session, settings, token)
     else:
         raise Unauthorized(NOT_AUTHENTICATED)
-    limits.hit(limits.user, key=principal.rate_key, scope="user")
+    await limits.hit(limits.user, key=principal.rate_key, scope="user")
     return principal
 
 

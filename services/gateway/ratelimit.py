@@ -11,7 +11,9 @@ key (not from unverified claims) and every app instance gets its own configured 
 import logging
 import math
 import time
+from typing import Any
 
+import anyio.to_thread
 from fastapi import Request
 from limits import RateLimitItem
 from limits.storage import MemoryStorage
@@ -25,6 +27,9 @@ from services.gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+#: After a storage failure, count in memory this long before trying the storage again.
+STORAGE_RETRY_S = 30.0
+
 
 def _parse(limit_value: str) -> list[Limit]:
     message = f"Rate limit exceeded: {limit_value}"
@@ -35,9 +40,16 @@ class RateLimits:
     """The configured limits and the slowapi limiter that counts hits."""
 
     def __init__(self, settings: Settings) -> None:
+        storage_uri = settings.rate_limit_storage_uri or "memory://"
+        self.shared_storage = not storage_uri.startswith("memory://")
+        # Bound every Redis round-trip: a slow or dead Redis must not stall requests.
+        options: dict[str, Any] = (
+            {"socket_connect_timeout": 0.5, "socket_timeout": 0.5} if storage_uri.startswith("redis") else {}
+        )
         self.limiter = Limiter(
             key_func=get_remote_address,
-            storage_uri=settings.rate_limit_storage_uri or "memory://",
+            storage_uri=storage_uri,
+            storage_options=options,  # slowapi annotates dict[str, str]; redis wants numbers
             key_prefix=settings.rate_limit_key_prefix,
             enabled=settings.rate_limit_enabled,
             strategy="fixed-window",
@@ -46,26 +58,37 @@ class RateLimits:
         self.user = _parse(settings.rate_limit_user)
         self.ip = _parse(settings.rate_limit_ip)
         self.auth = _parse(settings.rate_limit_auth)
-        # Used only while the shared storage (Redis) is unreachable: limits stay enforced per process.
+        # Used while the shared storage (Redis) is unreachable: limits stay enforced per process.
         self._fallback: RateLimiter = FixedWindowRateLimiter(MemoryStorage())
+        self._shared_down_until = 0.0
 
-    def hit(self, limits: list[Limit], *, key: str, scope: str) -> None:
+    async def hit(self, limits: list[Limit], *, key: str, scope: str) -> None:
         """Count one request against ``limits``; raise RateLimitExceeded (429) when one is used up."""
         if not self.limiter.enabled:
             return
+        if self.shared_storage:
+            # Network storage: its client is blocking, so keep it off the event loop.
+            await anyio.to_thread.run_sync(self._hit, limits, key, scope)
+        else:
+            self._hit(limits, key, scope)
+
+    def _hit(self, limits: list[Limit], key: str, scope: str) -> None:
+        identifiers = (self.prefix, key, scope)
         for limit in limits:
-            identifiers = (self.prefix, key, scope)
             backend = self._backend()
             try:
                 allowed = backend.hit(limit.limit, *identifiers)
             except Exception:
-                logger.warning("rate limit storage unreachable; counting in memory", exc_info=True)
+                logger.warning("rate limit storage unreachable; counting in memory for a while", exc_info=True)
+                self._shared_down_until = time.monotonic() + STORAGE_RETRY_S
                 backend = self._fallback
                 allowed = backend.hit(limit.limit, *identifiers)
             if not allowed:
                 raise self._exceeded(limit, backend, identifiers)
 
     def _backend(self) -> RateLimiter:
+        if time.monotonic() < self._shared_down_until:
+            return self._fallback
         return self.limiter.limiter
 
     @staticmethod
