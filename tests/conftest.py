@@ -1,8 +1,6 @@
-"""Fixtures every test package may use (keep this generic; package conftests hold the rest)."""
+"""Helpers every test package may use (keep this generic; package conftests hold the rest)."""
 
 import socket
-
-import pytest
 
 
 def free_port() -> int:
@@ -11,8 +9,3 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
-
-@pytest.fixture
-def unused_port() -> int:
-    """A free loopback port."""
-    return free_port()
