@@ -3,8 +3,9 @@
     python -m training.text.train --data ../shared/data/text [--encoder NAME_OR_PATH] [--out DIR]
 
 Built for a small CPU budget: texts are tokenised once, batches are made of similar lengths
-(little padding), word embeddings stay frozen (their Adam update is the costliest part and
-they need no tuning), the class imbalance is handled with square-root inverse-frequency loss
+(little padding), the embeddings and the lowest ``--freeze-layers`` (default 3 of 6) layers stay
+frozen, so their outputs are computed once and cached (fp16) and each step runs only the upper
+layers and the head; the class imbalance is handled with square-root inverse-frequency loss
 weights. A checkpoint is written every ``--checkpoint-every`` steps to ``--work``; rerunning
 the same command resumes from it. At the end the model is exported (fp16 deltas over the
 base encoder + head), reloaded through ``services.text.model.load`` (the service's code path)
@@ -56,14 +57,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--encoder", default=PACKAGED_ENCODER, help="Hugging Face model name or local path")
     p.add_argument("--out", default=str(DEFAULT_OUT), help="artefact folder to write")
     p.add_argument("--work", default="/tmp/text-train", help="checkpoint folder (resume from here)")
-    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate")
+    p.add_argument("--lr", type=float, default=8e-5, help="encoder learning rate")
     p.add_argument("--head-lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--warmup", type=float, default=0.06, help="fraction of steps with linear warm-up")
     p.add_argument("--max-tokens", type=int, default=128, help="model window (head tokens kept)")
-    p.add_argument("--freeze-layers", type=int, default=0, help="lowest encoder layers to keep frozen")
+    p.add_argument("--freeze-layers", type=int, default=3, help="lowest encoder layers to keep frozen")
     p.add_argument("--train-embeddings", action="store_true", help="also tune the embeddings (slow)")
     p.add_argument(
         "--no-cache-frozen",
