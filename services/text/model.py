@@ -15,9 +15,11 @@ import hashlib
 import json
 import os
 import re
+import sys
+import threading
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -194,6 +196,8 @@ class MiniLMEmotionModel:
     name: str
     version: str
     max_tokens: int
+    # Hugging Face fast tokenizers raise "Already borrowed" when one instance is used from two threads.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_artifacts(cls, folder: Path, config: dict[str, Any], *, threads: int | None = None) -> MiniLMEmotionModel:
@@ -232,7 +236,8 @@ class MiniLMEmotionModel:
         )
 
     def _lengths(self, texts: Sequence[str]) -> list[int]:
-        ids = self.tokenizer([clean_text(t) for t in texts], add_special_tokens=True, truncation=False)["input_ids"]
+        with self.lock:
+            ids = self.tokenizer([clean_text(t) for t in texts], add_special_tokens=True, truncation=False)["input_ids"]
         return [len(x) for x in ids]
 
     def truncated(self, texts: Sequence[str]) -> list[bool]:
@@ -246,7 +251,7 @@ class MiniLMEmotionModel:
         cleaned = [clean_text(t) for t in texts]
         order = sorted(range(len(cleaned)), key=lambda i: len(cleaned[i]))
         out = np.zeros((len(cleaned), NUM_LABELS), dtype=np.float32)
-        with torch.inference_mode():
+        with self.lock, torch.inference_mode():
             for start in range(0, len(order), PREDICT_BATCH_SIZE):
                 idx = order[start : start + PREDICT_BATCH_SIZE]
                 enc = self.tokenizer(
@@ -282,7 +287,8 @@ def import_keras() -> Any:
     imported it (e.g. the speech code in one test run), the ``.keras`` file, being
     backend-independent, loads on that backend instead.
     """
-    os.environ.setdefault("KERAS_BACKEND", "torch")
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "torch"
     import keras
 
     return keras
@@ -297,6 +303,7 @@ class BiLSTMEmotionModel:
     name: str
     version: str
     max_tokens: int
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @classmethod
     def from_artifacts(cls, folder: Path, config: dict[str, Any]) -> BiLSTMEmotionModel:
@@ -327,7 +334,10 @@ class BiLSTMEmotionModel:
         """Softmax probabilities, (n, 7)."""
         if not texts:
             return np.zeros((0, NUM_LABELS))
-        probs = np.asarray(self.network.predict(self.encode(texts), batch_size=64, verbose=0), dtype=np.float64)
+        ids = self.encode(texts)
+        with self.lock:  # predict_on_batch: no per-call progress/callback machinery, unlike predict()
+            chunks = [self.network.predict_on_batch(ids[i : i + 256]) for i in range(0, len(ids), 256)]
+        probs = np.concatenate([np.asarray(c, dtype=np.float64) for c in chunks])
         probs = np.clip(probs, 0.0, None)
         return np.asarray(probs / probs.sum(axis=1, keepdims=True))
 
