@@ -41,8 +41,13 @@ def configure_logging(*, service: str, level: str = "INFO", json: bool = True) -
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+        logger = logging.getLogger(name)
+        # uvicorn --no-access-log leaves the access logger without handlers and not propagating:
+        # keep it off rather than re-enabling it through the root handler.
+        if name == "uvicorn.access" and not logger.handlers and not logger.propagate:
+            continue
+        logger.handlers[:] = []
+        logger.propagate = True
 
 
 class Metrics:
@@ -114,12 +119,28 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = _route_template(scope)
             method = scope.get("method", "GET")
             self.metrics.requests.labels(self.metrics.service, method, path, str(status)).inc()
             self.metrics.latency.labels(self.metrics.service, method, path).observe(time.perf_counter() - start)
             request_id_var.reset(token)
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route as a template (``/api/predictions/{prediction_id}``), for low-cardinality labels.
+
+    Rebuilt from the concrete path and its parameters: with included routers the route
+    object's own ``path`` lacks the router prefix.
+    """
+    if scope.get("route") is None:
+        return "unmatched"
+    segments = str(scope.get("path", "")).split("/")
+    for name, value in (scope.get("path_params") or {}).items():
+        for i in range(len(segments) - 1, -1, -1):
+            if segments[i] == str(value):
+                segments[i] = "{" + name + "}"
+                break
+    return "/".join(segments)
 
 
 def _sanitise_request_id(value: str | None) -> str:

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel
 
 from shared.errors import InvalidInput
@@ -40,6 +40,14 @@ def build_app(*, ready: bool = True, max_bytes: int = 1024) -> FastAPI:
     @app.post("/raw")
     async def raw(request: Request) -> dict[str, int]:
         return {"size": len(await request.body())}
+
+    router = APIRouter()
+
+    @router.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"item": item_id}
+
+    app.include_router(router, prefix="/api")
 
     @app.get("/boom")
     async def boom() -> None:
@@ -160,3 +168,11 @@ async def test_metrics_count_requests_and_batches(client: httpx.AsyncClient) -> 
     text = (await client.get("/metrics")).text
     assert 'http_requests_total{method="GET",route="/double",service="demo",status="200"} 1.0' in text
     assert 'inference_batch_size_sum{service="demo"} 3.0' in text
+
+
+async def test_metrics_label_routes_by_template_with_router_prefix(client: httpx.AsyncClient) -> None:
+    await client.get("/api/items/41")
+    await client.get("/api/items/42")
+    text = (await client.get("/metrics")).text
+    assert 'route="/api/items/{item_id}",service="demo",status="200"} 2.0' in text
+    assert 'route="/api/items/41"' not in text
