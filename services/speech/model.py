@@ -1,9 +1,11 @@
-"""The speech emotion model: a Keras network over utterance-level acoustic features (pure, no FastAPI).
+"""The speech emotion model: a Keras network over acoustic features of speech windows (pure, no FastAPI).
 
-Artefacts in the model folder:
+The network reads one or both of two inputs, each extracted by ``services.speech.features``:
+``features`` (utterance-level statistics vector, standardised inside the model) and ``logmel``
+(a fixed-size log-mel patch). Artefacts in the model folder:
 
-* ``speech_emotion.keras`` — the Keras 3 model (feature standardisation is its first layer);
-* ``speech_emotion.json`` — name, version, label order, feature and segmentation parameters.
+* ``speech_emotion.keras`` — the Keras 3 model;
+* ``speech_emotion.json`` — name, version, label order, its inputs, feature and segmentation parameters.
 """
 
 import json
@@ -32,8 +34,10 @@ class ModelConfig:
     features: FeatureParams
     segmentation: SegmentationParams
     metrics: dict[str, Any]
-    #: Set for the convolutional model: it reads log-mel patches instead of statistics vectors.
+    #: Log-mel patch parameters, for a model with a ``logmel`` input.
     logmel: LogMelParams | None = None
+    #: The network's named inputs, in order: ``features`` and/or ``logmel``.
+    inputs: tuple[str, ...] = ("features",)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -43,6 +47,7 @@ class ModelConfig:
             "features": self.features.to_json(),
             "segmentation": asdict(self.segmentation),
             "metrics": self.metrics,
+            "inputs": list(self.inputs),
         }
         if self.logmel is not None:
             data["logmel"] = self.logmel.to_json()
@@ -58,6 +63,7 @@ class ModelConfig:
             segmentation=SegmentationParams(**data["segmentation"]),
             metrics=dict(data.get("metrics") or {}),
             logmel=LogMelParams.from_json(data["logmel"]) if data.get("logmel") else None,
+            inputs=tuple(data.get("inputs") or ("features",)),
         )
 
     def save(self, folder: Path) -> None:
@@ -81,17 +87,28 @@ class SpeechModel:
     def segmentation(self) -> SegmentationParams:
         return self.config.segmentation
 
-    def features(self, segments: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
-        """The model input for a batch of segments: (n, d) statistics or (n, mels, frames) patches."""
-        logmel = self.config.logmel
-        if logmel is not None:
-            return np.stack([extract_logmel(s, logmel) for s in segments]).astype(np.float32)
-        return np.stack([extract(s, self.config.features) for s in segments]).astype(np.float32)
+    def features(self, segments: list[npt.NDArray[np.float32]]) -> dict[str, npt.NDArray[np.float32]]:
+        """The model inputs for a batch: ``features`` (n, d) statistics and/or ``logmel`` (n, mels, frames)."""
+        inputs: dict[str, npt.NDArray[np.float32]] = {}
+        if "features" in self.config.inputs:
+            inputs["features"] = np.stack([extract(s, self.config.features) for s in segments]).astype(np.float32)
+        if "logmel" in self.config.inputs:
+            logmel = self.config.logmel
+            if logmel is None:
+                raise ValueError("model config has a logmel input but no logmel parameters")
+            inputs["logmel"] = np.stack([extract_logmel(s, logmel) for s in segments]).astype(np.float32)
+        return inputs
 
-    def predict_features(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-        """Probabilities for precomputed model inputs (see :meth:`features`)."""
-        if x.shape[0] == 0:
+    def predict_features(
+        self, inputs: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float64]:
+        """Probabilities for precomputed model inputs (see :meth:`features`; an array for a one-input model)."""
+        if not isinstance(inputs, dict):
+            inputs = {self.config.inputs[0]: inputs}
+        n = next(iter(inputs.values())).shape[0]
+        if n == 0:
             return np.zeros((0, len(LABELS)))
+        x: Any = inputs[self.config.inputs[0]] if len(self.config.inputs) == 1 else inputs
         out: npt.NDArray[np.float64] = np.asarray(self.network(x, training=False), dtype=np.float64)
         normalised: npt.NDArray[np.float64] = out / out.sum(axis=1, keepdims=True)
         return normalised

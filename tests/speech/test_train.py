@@ -81,6 +81,7 @@ def test_cnn_kind_trains_and_loads_with_logmel_patches(tmp_path: Path) -> None:
         segmentation=SegmentationParams(),
         metrics={},
         logmel=logmel,
+        inputs=("logmel",),
     ).save(tmp_path)
     loaded = load(tmp_path)
     probabilities = loaded.predict([voice(0.8, seed=5), voice(2.0, seed=6)])

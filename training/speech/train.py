@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_threads(args.threads)
 
     hp = HyperParams(
-        hidden=tuple(int(h) for h in args.hidden.split(",")),
+        hidden=tuple(int(h) for h in args.hidden.split(",") if h),
         dropout=args.dropout,
         input_noise=args.noise,
         l2=args.l2,
@@ -331,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         features=feature_params,
         segmentation=segmentation,
         logmel=logmel,
+        inputs=("logmel",) if logmel is not None else ("features",),
         metrics={
             "kind": args.kind,
             "trained_on": trained_on,
