@@ -41,18 +41,25 @@ class Instruction:
         return shlex.split(text)
 
     def flags(self) -> tuple[dict[str, str], list[str]]:
-        """``--name=value`` options and the remaining words (COPY, HEALTHCHECK...)."""
+        """``--name=value`` options, then the rest as words (exec form after a keyword included).
+
+        ``HEALTHCHECK --interval=5s CMD ["python", "-c", "..."]`` gives
+        ``({"interval": "5s"}, ["CMD", "python", "-c", "..."])``.
+        """
         options: dict[str, str] = {}
-        words = shlex.split(self.args) if not self.args.strip().startswith("[") else self.words()
-        rest = []
-        for i, word in enumerate(words):
-            if word.startswith("--") and not rest:
-                name, _, value = word[2:].partition("=")
-                options[name] = value
-            else:
-                rest = words[i:]
-                break
-        return options, rest
+        rest = self.args.strip()
+        while match := re.match(r"--([\w-]+)(?:=(\S*))?\s*", rest):
+            options[match[1]] = match[2] or ""
+            rest = rest[match.end() :]
+        keyword, _, remainder = rest.partition(" ")
+        if keyword in {"CMD", "NONE"}:
+            remainder = remainder.strip()
+            if remainder.startswith("["):
+                import json
+
+                return options, [keyword, *json.loads(remainder)]
+            return options, [keyword, "/bin/sh", "-c", remainder] if remainder else [keyword]
+        return options, shlex.split(rest)
 
 
 @dataclass

@@ -8,11 +8,15 @@ first run installs torch / TensorFlow (minutes); later runs take about a minute 
 The gateway is migrated (the image's `alembic upgrade head`) into a scratch MariaDB database.
 """
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +83,8 @@ class Outcome:
 
 def distributions(venv: Path) -> dict[str, str]:
     code = (
-        "import importlib.metadata as m, json; "
-        "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+        "import importlib.metadata as m, json, re; "
+        "print(json.dumps({re.sub(r'[-_.]+', '-', d.metadata['Name']).lower(): d.version for d in m.distributions()}))"
     )
     out = subprocess.run([str(venv / "bin" / "python"), "-I", "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
@@ -109,12 +113,21 @@ def start(outcomes: dict[str, Outcome], service: str, context: Path, work: Path,
 
 
 def finish(outcome: Outcome) -> None:
-    if outcome.container is None or outcome.container.process is None:
+    if outcome.container is None or outcome.container.process is None or "snapshot" not in outcome.notes:
         return
     outcome.exit_code = outcome.container.stop()
     after = snapshot(outcome.build.venv, outcome.container.rootfs.path("/app"))
     before = outcome.notes.pop("snapshot")
     outcome.written = sorted(path for path, stat in after.items() if before.get(path) != stat)
+
+
+@contextlib.contextmanager
+def recorded(outcome: Outcome) -> Iterator[None]:
+    """Keep one service's unexpected error on its outcome, so the other services still run."""
+    try:
+        yield
+    except Exception as exc:
+        outcome.not_ready = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-2000:]}"
 
 
 def database(venv: Path, action: str) -> subprocess.CompletedProcess[str]:
@@ -147,19 +160,23 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Any:
     try:
         # The modality services load their models side by side, as `docker compose up` does.
         for service in INFERENCE:
-            start(outcomes, service, context, work, {})
+            with recorded(outcomes[service]):
+                start(outcomes, service, context, work, {})
         for service in INFERENCE:
             outcome = outcomes[service]
-            if outcome.container is not None:
-                remaining = READY_DEADLINE_S - (time.monotonic() - outcome.notes["started"])
-                outcome.not_ready = outcome.container.wait_healthy(max(remaining, 5.0))
-                outcome.notes["ready_s"] = round(time.monotonic() - outcome.notes["started"], 1)
-                if outcome.not_ready is None:
-                    probe(outcome)
-        run_gateway(outcomes["gateway"], outcomes, context, work)
+            if outcome.container is not None and outcome.container.process is not None:
+                with recorded(outcome):
+                    remaining = READY_DEADLINE_S - (time.monotonic() - outcome.notes["started"])
+                    outcome.not_ready = outcome.container.wait_healthy(max(remaining, 5.0))
+                    outcome.notes["ready_s"] = round(time.monotonic() - outcome.notes["started"], 1)
+                    if outcome.not_ready is None:
+                        probe(outcome)
+        with recorded(outcomes["gateway"]):
+            run_gateway(outcomes["gateway"], outcomes, context, work)
     finally:
         for outcome in outcomes.values():
-            finish(outcome)
+            with recorded(outcome):
+                finish(outcome)
     summary = {
         name: {
             "build_s": o.notes.get("build_s"),
@@ -244,7 +261,9 @@ def test_service_stops_on_sigterm_and_writes_nothing_into_its_image(
 ) -> None:
     outcome = deployment[service]
     assert outcome.container is not None, outcome.not_ready
-    assert outcome.exit_code == 0, outcome.container.log_tail()
+    # uvicorn re-raises the SIGTERM after a clean shutdown, so -15 (Docker's 143) is a clean stop too.
+    assert outcome.exit_code in {0, -signal.SIGTERM}, outcome.container.log_tail()
+    assert "Application shutdown complete" in outcome.container.log_tail(), outcome.container.log_tail()
     # Kubernetes mounts the root filesystem read-only: only /tmp may be written.
     assert outcome.written == []
 
