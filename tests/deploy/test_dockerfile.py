@@ -205,3 +205,13 @@ def test_scripts_run_under_the_image_python() -> None:
             [sys.executable, "-I", str(REPO / "deploy" / f"{name}.py"), "--help"], check=False, capture_output=True
         )
         assert result.returncode == 0, result.stderr
+
+
+def test_dependency_layer_comes_before_the_code() -> None:
+    """A code change must not reinstall torch or TensorFlow: only pyproject feeds that layer."""
+    steps = parse().image("text", target="builder").steps
+    install = next(i for i, s in enumerate(steps) if isinstance(s, Run) and "pip install -r" in s.command)
+    before = {source for step in steps[:install] if isinstance(step, Copy) for source in step.sources}
+    assert before == {"pyproject.toml", "deploy/extra_requirements.py"}
+    code = next(i for i, s in enumerate(steps) if isinstance(s, Copy) and "shared/" in s.sources)
+    assert install < code
