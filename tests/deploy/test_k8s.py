@@ -234,3 +234,19 @@ def test_ingress_exposes_only_the_gateway(overlay: str) -> None:
             assert document["spec"].get("type", "ClusterIP") == "ClusterIP"
     if overlay == "production":
         assert ingresses[0]["spec"]["tls"][0]["hosts"] == [ingresses[0]["spec"]["rules"][0]["host"]]
+
+
+def test_every_production_pod_meets_the_restricted_pod_security_standard() -> None:
+    namespace = find("production", "Namespace", "emotion")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    workloads = [d for d in rendered("production") if d["kind"] in {"Deployment", "StatefulSet", "Job"}]
+    assert {d["metadata"]["name"] for d in workloads} == {*SERVICES, "redis", "migrate"}
+    for workload in workloads:
+        spec = pod_spec(workload)
+        assert spec["securityContext"]["runAsNonRoot"] is True, workload["metadata"]["name"]
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for box in [*spec.get("initContainers", []), *spec["containers"]]:
+            security = box["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
+            assert box["resources"]["limits"] and box["resources"]["requests"], box["name"]
+        assert {v.get("hostPath") for v in spec.get("volumes", [])} == {None}
