@@ -5,10 +5,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data
+OVERLAY ?= production
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run migrate test lint fmt typecheck pytest train-text train-image train-speech train-fusion evaluate bench up down k8s clean
+.PHONY: help venv run migrate test lint fmt typecheck pytest train-text train-image train-speech train-fusion bench images up down k8s clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -58,14 +59,17 @@ train-fusion: $(STAMP) ## Train the fusion forest (see services/fusion/MODEL_CAR
 bench: $(STAMP) ## Run the benchmarks
 	$(PY) bench/run_all.py
 
+images: ## Build the five service images (needs a Docker engine)
+	docker compose build
+
 up: ## docker compose up (needs a Docker engine and the secrets in .env)
 	docker compose up -d --build
 
 down: ## docker compose down
 	docker compose down
 
-k8s: $(STAMP) ## Render the Kubernetes manifests
-	$(PY) deploy/k8s/render.py
+k8s: $(STAMP) ## Render the Kubernetes manifests (OVERLAY=production|dev)
+	$(PY) deploy/k8s/render.py $(OVERLAY)
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
