@@ -135,3 +135,15 @@ def test_train_cli_says_which_cache_is_missing(tmp_path: Path) -> None:
 
 def test_subsets_constant_matches_names() -> None:
     assert tuple("+".join(s) for s in SUBSETS) == SUBSET_NAMES
+
+
+def test_selection_uses_only_fusion_train_and_tries_both_variants() -> None:
+    fit_parts, _ = train_module.split_parts(synthetic_parts(), seed=0, test_fraction=0.4)
+    candidates = (({"n_estimators": 3, "max_leaf_nodes": 16}, 0.5), ({"n_estimators": 3, "max_leaf_nodes": 32}, 1.0))
+    params, sigma, _, table = train_module.select_candidate(fit_parts, seed=0, n_fit=700, candidates=candidates)
+    assert len(table) == 4 and {row["temperature"] for row in table} == {False, True}
+    best = max(table, key=lambda row: row["mean_subset_accuracy"])
+    assert (params, sigma) == (best["forest"], best["jitter_sigma"])
+    # The inner split never reaches actors 19-20 (fusion-test).
+    assert {g for items in fit_parts.values() for g in items.groups} >= {"ravdess_17", "ravdess_18"}
+    assert not {"ravdess_19", "ravdess_20"} & set(fit_parts["speech"].groups)

@@ -137,24 +137,41 @@ def select_candidate(
     seed: int,
     n_fit: int,
     candidates: tuple[tuple[dict[str, Any], float], ...] = CANDIDATES,
-) -> tuple[dict[str, Any], float, list[dict[str, Any]]]:
-    """Pick forest settings and jitter on an inner split of fusion-train (fusion-test is never looked at).
+) -> tuple[dict[str, Any], float, bool, list[dict[str, Any]]]:
+    """Pick forest settings, jitter and raw-vs-temperature on an inner split of fusion-train.
 
-    Speech: actor 17 vs 18; text/image: 70/30 by group. Criterion: accuracy averaged over the seven subsets.
+    fusion-test is never looked at. Inner split: speech actor 17 vs 18; text/image 70/30 by group.
+    Criterion: accuracy averaged over the seven subsets. Returns (params, jitter, use_temperature, table).
     """
     inner_fit, inner_val = split_parts(fit_parts, seed=seed + 1, test_fraction=0.3)
     labels = sorted(set(common_labels(inner_fit)) & set(common_labels(inner_val)))
     y_val, index = build_triples(inner_val, max(n_fit // 3, 700), np.random.default_rng(seed + 2), labels)
     val_probs = triple_probabilities(inner_val, index)
+    inner_temperatures = {m: fit_temperature(inner_fit[m]) for m in MODALITIES}
     table = []
     for params, sigma in candidates:
-        model = fit_model(inner_fit, labels=labels, seed=seed, n_fit=n_fit, forest_params=params, jitter_sigma=sigma)
-        scores = score_subsets(model, val_probs, y_val, baselines=False)
-        mean_accuracy = float(np.mean([e["fusion"]["accuracy"] for e in scores.values()]))
-        table.append({"forest": params, "jitter_sigma": sigma, "mean_subset_accuracy": mean_accuracy})
-        print(f"  candidate {params} jitter={sigma}: mean subset accuracy {mean_accuracy:.4f}", flush=True)
+        for use_temperature in (False, True):
+            model = fit_model(
+                inner_fit,
+                labels=labels,
+                seed=seed,
+                n_fit=n_fit,
+                temperatures=inner_temperatures if use_temperature else None,
+                forest_params=params,
+                jitter_sigma=sigma,
+            )
+            scores = score_subsets(model, val_probs, y_val, baselines=False)
+            mean_accuracy = float(np.mean([e["fusion"]["accuracy"] for e in scores.values()]))
+            row = {
+                "forest": params,
+                "jitter_sigma": sigma,
+                "temperature": use_temperature,
+                "mean_subset_accuracy": mean_accuracy,
+            }
+            table.append(row)
+            print(f"  candidate {row}", flush=True)
     best = max(table, key=lambda row: row["mean_subset_accuracy"])
-    return dict(best["forest"]), float(best["jitter_sigma"]), table
+    return dict(best["forest"]), float(best["jitter_sigma"]), bool(best["temperature"]), table
 
 
 def train_and_evaluate(
@@ -175,7 +192,7 @@ def train_and_evaluate(
     labels = sorted(set(common_labels(fit_parts)) & set(common_labels(test_parts)))
     selection: list[dict[str, Any]] | None = None
     if select:
-        forest_params, jitter_sigma, selection = select_candidate(fit_parts, seed=seed, n_fit=n_fit)
+        forest_params, jitter_sigma, use_temperature, selection = select_candidate(fit_parts, seed=seed, n_fit=n_fit)
 
     temperatures = {m: fit_temperature(fit_parts[m]) for m in MODALITIES}
     y_test, test_index = build_triples(test_parts, n_test, np.random.default_rng(seed + 100), labels)
@@ -275,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-test", type=int, default=7000, help="test triples (each scored under all 7 subsets)")
     parser.add_argument("--test-fraction", type=float, default=0.4)
     parser.add_argument("--temperature", action="store_true", help="ship the temperature-scaled variant")
-    parser.add_argument("--select", action="store_true", help="pick forest settings/jitter on an inner split")
+    parser.add_argument(
+        "--select", action="store_true", help="pick forest settings, jitter and --temperature on an inner split"
+    )
     parser.add_argument("--jitter", type=float, default=DEFAULT_JITTER, help="log-space noise on training triples")
     parser.add_argument("--max-mb", type=float, default=10.0, help="fail if the artefact is larger")
     args = parser.parse_args(argv)
