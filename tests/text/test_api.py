@@ -133,3 +133,17 @@ async def test_model_missing_is_503(tmp_path) -> None:
         assert response.json()["code"] == "model_not_ready"
         assert str(tmp_path / "minilm") in response.json()["detail"]
         assert (await c.post("/predict/batch", json={"texts": ["hi"]})).status_code == 503
+
+
+async def test_bilstm_selected_by_settings() -> None:
+    app: FastAPI = create_app(make_settings(model_kind="bilstm"))
+    async with (
+        LifespanManager(app, startup_timeout=120),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://text") as c,
+    ):
+        response = await c.post("/predict/batch", json={"texts": ["I am so happy today!", "word " * 60]})
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert {r["model"]["name"] for r in results} == {"bilstm-emotion"}
+        assert results[0]["label"] == "happy"
+        assert [r["truncated"] for r in results] == [False, True]

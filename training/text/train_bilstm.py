@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / KERAS_FILE)  # type: ignore[attr-defined]
+    # Re-save without the optimizer state (Adam moments would triple the file for nothing at inference).
+    keras.saving.load_model(out / KERAS_FILE, compile=False).save(out / KERAS_FILE)
     (out / VOCAB_FILE).write_text(json.dumps(vocab, ensure_ascii=False) + "\n", encoding="utf-8")
     config = {
         "kind": "bilstm",
