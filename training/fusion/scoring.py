@@ -70,3 +70,12 @@ def format_table(results: Mapping[str, Mapping[str, Any]], title: str = "") -> s
             f"{entry['fusion_minus_best_single'] * 100:+.2f} pts |"
         )
     return "\n".join(lines)
+
+
+def format_singles(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """A Markdown table of each modality model alone on the same test triples (arg-max)."""
+    full = results["+".join(max((e["modalities"] for e in results.values()), key=len))]
+    lines = ["| single modality model (arg-max) | accuracy | macro-F1 |", "|---|---|---|"]
+    for modality, m in full["single"].items():
+        lines.append(f"| {modality} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
+    return "\n".join(lines)

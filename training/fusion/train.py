@@ -39,7 +39,7 @@ from training.fusion.data import (
     training_matrix,
     triple_probabilities,
 )
-from training.fusion.scoring import format_table, fuse_subset, score_subsets
+from training.fusion.scoring import format_singles, format_table, fuse_subset, score_subsets
 from training.report import classification_report, save_confusion_png
 
 MODEL_NAME = "rf-late-fusion"
@@ -328,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             metrics["subsets"], title=f"fusion-test triples (seed {args.seed}), variant {metrics['model']['variant']}"
         )
     )
-    other = "raw_variant" if args.temperature else "temperature_scaled_variant"
+    print("\n" + format_singles(metrics["subsets"]))
+    other = "raw_variant" if metrics["model"]["variant"] == "temperature" else "temperature_scaled_variant"
     print(
         f"\n{other}: "
         + ", ".join(
