@@ -63,7 +63,8 @@ class ModelConfig:
             segmentation=SegmentationParams(**data["segmentation"]),
             metrics=dict(data.get("metrics") or {}),
             logmel=LogMelParams.from_json(data["logmel"]) if data.get("logmel") else None,
-            inputs=tuple(data.get("inputs") or ("features",)),
+            # Older configs have no "inputs": a model with log-mel parameters reads the log-mel patch only.
+            inputs=tuple(data.get("inputs") or (("logmel",) if data.get("logmel") else ("features",))),
         )
 
     def save(self, folder: Path) -> None:

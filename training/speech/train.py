@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,11 +171,14 @@ def fit(
     epochs: int,
     seed: int = 0,
     tracker: ClipTracker | None = None,
+    max_seconds: float | None = None,
 ) -> Any:
     """Train a fresh model (MLP on vectors, CNN on patches) for up to ``epochs`` epochs.
 
-    With a tracker, training stops early and the best epoch's weights are restored.
+    With a tracker, training stops early and the best epoch's weights are restored; ``max_seconds``
+    bounds the wall-clock time (CPU is shared, the deadline is not).
     """
+    started = time.monotonic()
     model = build_cnn(x.shape[1:], hp, seed=seed) if x.ndim == 3 else build_model(x, hp, seed=seed)
     rng = np.random.default_rng(seed)
     sample_weight = weights * class_weights(y)[y]
@@ -182,6 +186,9 @@ def fit(
         inputs = spec_augment(x, rng) if x.ndim == 3 else x
         model.fit(inputs, y, sample_weight=sample_weight, epochs=1, batch_size=hp.batch_size, shuffle=True, verbose=0)
         if tracker is not None and not tracker.update(epoch, model):
+            break
+        if max_seconds is not None and time.monotonic() - started > max_seconds:
+            logger.info("time budget reached after epoch %d", epoch)
             break
     if tracker is not None and tracker.best_weights is not None:
         model.set_weights(tracker.best_weights)
@@ -239,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         help="ship the selection-stage model (trained on 01-12 + TESS) instead of retraining on 01-16",
     )
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget per training stage")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -298,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     x, y, w = training_data(range(1, 13))
     inner_val, inner_y = validation(range(13, 17))
     tracker = ClipTracker(inner_val, inner_y, hp.patience)
-    model = fit(x, y, w, hp, epochs=hp.max_epochs, seed=args.seed, tracker=tracker)
+    budget = args.max_minutes * 60 if args.max_minutes else None
+    model = fit(x, y, w, hp, epochs=hp.max_epochs, seed=args.seed, tracker=tracker, max_seconds=budget)
     best_epoch = tracker.best_epoch
     logger.info("selection: best clip accuracy on actors 13-16 = %.4f at epoch %d", tracker.best, best_epoch)
     if args.select_only:
@@ -312,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         trained_on = "RAVDESS actors 01-16 + TESS OAF"
         x, y, w = training_data(range(1, 17))
-        model = fit(x, y, w, hp, epochs=final_epochs, seed=args.seed)
+        model = fit(x, y, w, hp, epochs=final_epochs, seed=args.seed, max_seconds=budget)
     outer_val, outer_y = validation(range(17, 21))
     probs = predict_batched(model, outer_val.x)
     clip_probs = clip_probabilities(probs, outer_val.clip, outer_val.duration, len(outer_y))
