@@ -1,6 +1,6 @@
 """Average a statistics-MLP and a log-mel CNN into one two-input Keras model, if that helps on actors 13-16.
 
-Both models must come from ``train --no-retrain`` (trained on RAVDESS 01-12 + TESS), so actors
+Both models must come from ``train`` without ``--retrain`` (trained on RAVDESS 01-12 + TESS), so actors
 13-16 stay unseen for the choice and 17-20 for the report.
 
     python -m training.speech.ensemble --stats /tmp/speech_mlp_nr --cnn /tmp/speech_cnn1 \
