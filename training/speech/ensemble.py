@@ -1,10 +1,11 @@
-"""Average a statistics-MLP and a log-mel CNN into one two-input Keras model, if that helps on actors 13-16.
+"""Average several trained speech models into one Keras model, and compare them on actors 13-16.
 
-Both models must come from ``train`` without ``--retrain`` (trained on RAVDESS 01-12 + TESS), so actors
-13-16 stay unseen for the choice and 17-20 for the report.
+Members are model folders written by ``train`` without ``--retrain`` (trained on RAVDESS 01-12 +
+TESS), so actors 13-16 stay unseen for the choice and 17-20 for the report. Members that read the
+same input (``features`` or ``logmel``) share it in the combined model.
 
-    python -m training.speech.ensemble --stats /tmp/speech_mlp_nr --cnn /tmp/speech_cnn1 \
-        --out services/speech/artifacts
+    python -m training.speech.ensemble --models /tmp/speech_mlp_nr services/speech/artifacts \
+        --out /tmp/speech_ens
 """
 
 import argparse
@@ -16,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from services.speech.features import FeatureParams
-from services.speech.model import MODEL_FILE, ModelConfig, configure_threads, load
+from services.speech.model import MODEL_FILE, ModelConfig, SpeechModel, configure_threads, load
 from shared.labels import LABELS
 from training.report import format_report, report_from_probabilities
-from training.speech.data import cached_features, read_clips
+from training.speech.data import FeatureSet, cached_features, read_clips
 from training.speech.train import actors, clip_probabilities, predict_batched, subset
 
 logger = logging.getLogger("training.speech.ensemble")
@@ -27,8 +28,7 @@ logger = logging.getLogger("training.speech.ensemble")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stats", required=True, help="model folder of the statistics MLP")
-    parser.add_argument("--cnn", required=True, help="model folder of the log-mel CNN")
+    parser.add_argument("--models", nargs="+", required=True, help="model folders to average")
     parser.add_argument("--out", required=True)
     parser.add_argument("--data", default="../shared/data/speech")
     parser.add_argument("--cache", default="/tmp/speech_feats")
@@ -38,67 +38,75 @@ def main(argv: list[str] | None = None) -> int:
     configure_threads(1)
     import keras
 
-    stats, cnn = load(Path(args.stats)), load(Path(args.cnn))
-    assert stats.config.inputs == ("features",) and cnn.config.inputs == ("logmel",)
-    assert stats.config.segmentation == cnn.config.segmentation
+    members: list[SpeechModel] = [load(Path(m)) for m in args.models]
+    for m in members:
+        assert len(m.config.inputs) == 1, "members must be single-input models"
+        assert m.config.segmentation == members[0].config.segmentation
+    by_input = {m.config.inputs[0]: m for m in members}
     rav = read_clips(Path(args.data) / "ravdess" / "manifest.csv", "ravdess")
-    common = {"name": "ravdess", "cache_dir": Path(args.cache), "segmentation": cnn.config.segmentation, "seed": 1}
-    vec = cached_features(rav, feature_params=stats.config.features, **common)  # type: ignore[arg-type]
-    mel = cached_features(rav, feature_params=FeatureParams(), logmel=cnn.config.logmel, **common)  # type: ignore[arg-type]
-    assert np.array_equal(vec.clip, mel.clip), "segmentations differ"
+    common = {"name": "ravdess", "cache_dir": Path(args.cache), "segmentation": members[0].config.segmentation}
+    data: dict[str, FeatureSet] = {}
+    if "features" in by_input:
+        data["features"] = cached_features(rav, feature_params=by_input["features"].config.features, seed=1, **common)  # type: ignore[arg-type]
+    if "logmel" in by_input:
+        logmel = by_input["logmel"].config.logmel
+        assert all(m.config.logmel == logmel for m in members if m.config.inputs == ("logmel",))
+        data["logmel"] = cached_features(rav, feature_params=FeatureParams(), logmel=logmel, seed=1, **common)  # type: ignore[arg-type]
+    sets = list(data.values())
+    assert all(np.array_equal(s.clip, sets[0].clip) for s in sets), "segmentations differ"
 
-    def evaluate(val_actors: range) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def evaluate(val_actors: range) -> tuple[list[np.ndarray], np.ndarray]:
         keep = actors(rav, val_actors)
-        v, clips = subset(vec, rav, keep)
-        m, _ = subset(mel, rav, keep)
+        parts = {k: subset(v, rav, keep) for k, v in data.items()}
+        ref, clips = next(iter(parts.values()))
         y = np.array([c.label for c in clips])
-        out = {}
-        for name, probs in (
-            ("stats", predict_batched(stats.network, v.x)),
-            ("cnn", predict_batched(cnn.network, m.x)),
-        ):
-            out[name] = (clip_probabilities(probs, v.clip, v.duration, len(y)), y)
-        out["ensemble"] = ((out["stats"][0] + out["cnn"][0]) / 2, y)
-        return out
+        probs = [
+            clip_probabilities(
+                predict_batched(m.network, parts[m.config.inputs[0]][0].x), ref.clip, ref.duration, len(y)
+            )
+            for m in members
+        ]
+        return probs, y
 
-    inner, outer = evaluate(range(13, 17)), evaluate(range(17, 21))
-    for name in ("stats", "cnn", "ensemble"):
-        a = report_from_probabilities(inner[name][1].tolist(), inner[name][0])
-        b = report_from_probabilities(outer[name][1].tolist(), outer[name][0])
+    (inner, y_inner), (outer, y_outer) = evaluate(range(13, 17)), evaluate(range(17, 21))
+    rows = [(f"{Path(p).name}", i, o) for p, i, o in zip(args.models, inner, outer, strict=True)]
+    rows.append(("ensemble", np.mean(inner, axis=0), np.mean(outer, axis=0)))
+    for name, i, o in rows:
+        a = report_from_probabilities(y_inner.tolist(), i)
+        b = report_from_probabilities(y_outer.tolist(), o)
         print(
-            f"{name:<9} actors 13-16 acc={a['accuracy']:.4f} f1={a['macro_f1']:.4f}   "
+            f"{name:<20} actors 13-16 acc={a['accuracy']:.4f} f1={a['macro_f1']:.4f}   "
             f"actors 17-20 acc={b['accuracy']:.4f} f1={b['macro_f1']:.4f}"
         )
-    final = report_from_probabilities(outer["ensemble"][1].tolist(), outer["ensemble"][0])
+    final = report_from_probabilities(y_outer.tolist(), np.mean(outer, axis=0))
     print(format_report(final, title="ensemble on RAVDESS actors 17-20 (held out)"))
 
-    in_f = keras.Input(shape=vec.x.shape[1:], name="features")
-    in_m = keras.Input(shape=mel.x.shape[1:], name="logmel")
-    out = keras.layers.Average(name="probs")([stats.network(in_f), cnn.network(in_m)])
-    combined = keras.Model({"features": in_f, "logmel": in_m}, out, name="speech_emotion_ensemble")
+    inputs = {name: keras.Input(shape=fs.x.shape[1:], name=name) for name, fs in data.items()}
+    outputs = [m.network(inputs[m.config.inputs[0]]) for m in members]
+    combined = keras.Model(inputs, keras.layers.Average(name="probs")(outputs), name="speech_emotion_ensemble")
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
     combined.save(folder / MODEL_FILE)
     ModelConfig(
-        name="speech-emotion-mlp-cnn",
+        name="speech-emotion-ensemble",
         version=dt.datetime.now(dt.UTC).strftime("%Y.%m.%d"),
         labels=LABELS,
-        features=stats.config.features,
-        segmentation=cnn.config.segmentation,
-        logmel=cnn.config.logmel,
-        inputs=("features", "logmel"),
+        features=members[0].config.features,
+        segmentation=members[0].config.segmentation,
+        logmel=by_input["logmel"].config.logmel if "logmel" in by_input else None,
+        inputs=tuple(data),
         metrics={
-            "kind": "mean of a statistics MLP and a log-mel CNN",
+            "kind": "mean of " + ", ".join(m.name for m in members),
             "trained_on": "RAVDESS actors 01-12 + TESS OAF (each early-stopped on actors 13-16)",
-            "members": {"stats": stats.config.metrics, "cnn": cnn.config.metrics},
+            "members": [m.config.metrics for m in members],
             "ravdess_actors_17_20": {"accuracy": final["accuracy"], "macro_f1": final["macro_f1"]},
         },
     ).save(folder)
-    # Round trip through the service loader: same probabilities from raw features.
+    # Round trip through the service loader: same probabilities from the cached inputs.
     reloaded = load(folder)
-    check = reloaded.predict_features({"features": vec.x[:8], "logmel": mel.x[:8]})
-    expected = (predict_batched(stats.network, vec.x[:8]) + predict_batched(cnn.network, mel.x[:8])) / 2
-    assert np.allclose(check, expected, atol=1e-5)
+    sample = {k: v.x[:8] for k, v in data.items()}
+    expected = np.mean([predict_batched(m.network, sample[m.config.inputs[0]]) for m in members], axis=0)
+    assert np.allclose(reloaded.predict_features(sample), expected, atol=1e-5)
     logger.info("wrote %s (%d bytes)", folder / MODEL_FILE, (folder / MODEL_FILE).stat().st_size)
     return 0
 
