@@ -50,6 +50,8 @@ DEFAULT_FOREST: dict[str, Any] = {
     "max_features": 2,
 }
 DEFAULT_JITTER = 1.5
+#: Whether the shipped forest takes temperature-scaled inputs (``--temperature`` / ``--no-temperature``).
+DEFAULT_TEMPERATURE = False
 #: Candidates tried by ``--select`` (on an inner split of fusion-train only): (forest overrides, jitter).
 CANDIDATES: tuple[tuple[dict[str, Any], float], ...] = (
     ({"max_features": 2}, 1.0),
@@ -291,7 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-fit", type=int, default=21000, help="training triples")
     parser.add_argument("--n-test", type=int, default=7000, help="test triples (each scored under all 7 subsets)")
     parser.add_argument("--test-fraction", type=float, default=0.4)
-    parser.add_argument("--temperature", action="store_true", help="ship the temperature-scaled variant")
+    parser.add_argument(
+        "--temperature",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_TEMPERATURE,
+        help="ship the temperature-scaled variant",
+    )
     parser.add_argument(
         "--select", action="store_true", help="pick forest settings, jitter and --temperature on an inner split"
     )
