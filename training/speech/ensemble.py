@@ -82,7 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(final, title="ensemble on RAVDESS actors 17-20 (held out)"))
 
     inputs = {name: keras.Input(shape=fs.x.shape[1:], name=name) for name, fs in data.items()}
-    outputs = [m.network(inputs[m.config.inputs[0]]) for m in members]
+    # Re-wrap each member under a unique name: two CNNs trained by the same script share one.
+    wrapped = [
+        keras.Model(m.network.inputs[0], m.network.outputs[0], name=f"member{i}_{m.config.inputs[0]}")
+        for i, m in enumerate(members)
+    ]
+    outputs = [w(inputs[m.config.inputs[0]]) for w, m in zip(wrapped, members, strict=True)]
     combined = keras.Model(inputs, keras.layers.Average(name="probs")(outputs), name="speech_emotion_ensemble")
     folder = Path(args.out)
     folder.mkdir(parents=True, exist_ok=True)
