@@ -75,7 +75,15 @@ async def current_revisions(engine: AsyncEngine) -> set[str]:
     """Revisions recorded in the database's alembic_version table (empty if none)."""
 
     def read(connection: Connection) -> set[str]:
-        return set(MigrationContext.configure(connection).get_current_heads())
+        # The readiness watcher calls this every few seconds; alembic would log
+        # "Context impl ..." at INFO each time.
+        migration_logger = logging.getLogger("alembic.runtime.migration")
+        previous = migration_logger.level
+        migration_logger.setLevel(logging.WARNING)
+        try:
+            return set(MigrationContext.configure(connection).get_current_heads())
+        finally:
+            migration_logger.setLevel(previous)
 
     async with engine.connect() as connection:
         return await connection.run_sync(read)
