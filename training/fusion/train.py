@@ -47,11 +47,12 @@ DEFAULT_FOREST: dict[str, Any] = {
     "n_estimators": 150,
     "max_leaf_nodes": 256,
     "min_samples_leaf": 10,
-    "max_features": 2,
+    "max_features": "sqrt",
 }
-DEFAULT_JITTER = 1.5
+#: Defaults = what ``--select`` chose on the inner fusion-train split for the shipped model.
+DEFAULT_JITTER = 0.7
 #: Whether the shipped forest takes temperature-scaled inputs (``--temperature`` / ``--no-temperature``).
-DEFAULT_TEMPERATURE = False
+DEFAULT_TEMPERATURE = True
 #: Candidates tried by ``--select`` (on an inner split of fusion-train only): (forest overrides, jitter).
 CANDIDATES: tuple[tuple[dict[str, Any], float], ...] = (
     ({"max_features": 2}, 1.0),
