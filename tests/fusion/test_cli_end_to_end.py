@@ -65,7 +65,7 @@ def _missing_models() -> list[str]:
         if importlib.util.find_spec(f"training.{modality}.evaluate") is None:
             missing.append(f"training/{modality}/evaluate.py")
         artifacts = ROOT / "services" / modality / "artifacts"
-        if not artifacts.is_dir() or not any(p.is_file() for p in artifacts.iterdir()):
+        if not artifacts.is_dir() or not any(p.is_file() for p in artifacts.rglob("*")):
             missing.append(f"services/{modality}/artifacts/")
     if not (ROOT / "services/fusion/artifacts/fusion_forest.joblib").is_file():
         missing.append("services/fusion/artifacts/fusion_forest.joblib")
