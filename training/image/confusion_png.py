@@ -1,6 +1,6 @@
 """Render an ``emotion evaluate --json`` report's confusion matrix as a PNG for the model card.
 
-    python -m training.image.confusion_png /tmp/image_fer2013.json services/image/confusion_public_test.png "title"
+python -m training.image.confusion_png /tmp/image_fer2013.json services/image/confusion_public_test.png "title"
 """
 
 import json
