@@ -34,9 +34,22 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[
     }
 
 
+#: Predicted index of an item the model gave no answer for (e.g. no face found).
+NO_PREDICTION = -1
+
+
 def report_from_probabilities(y_true: Sequence[int], probabilities: np.ndarray) -> dict[str, Any]:
-    """:func:`classification_report` of the arg-max of an (n, 7) probability matrix."""
-    return classification_report(list(y_true), np.asarray(probabilities).argmax(axis=1).tolist())
+    """:func:`classification_report` of the arg-max of an (n, 7) probability matrix.
+
+    A row of NaN means the model gave no answer for that item: it counts as wrong (and as a
+    miss in its true class's recall), never as a guessed label, and ``no_prediction`` counts them.
+    """
+    matrix = np.asarray(probabilities, dtype=np.float64)
+    unanswered = np.isnan(matrix).any(axis=1)
+    predicted = np.where(unanswered, NO_PREDICTION, np.nan_to_num(matrix, nan=0.0).argmax(axis=1))
+    report = classification_report(list(y_true), predicted.tolist())
+    report["no_prediction"] = int(unanswered.sum())
+    return report
 
 
 def format_report(report: dict[str, Any], title: str = "") -> str:
@@ -46,6 +59,8 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
         f"n={report['n']}  accuracy={report['accuracy']:.4f}  "
         f"macro_f1={report['macro_f1']:.4f}  weighted_f1={report['weighted_f1']:.4f}"
     )
+    if report.get("no_prediction"):
+        lines.append(f"no prediction (counted as wrong): {report['no_prediction']}")
     lines.append("")
     lines.append(f"{'label':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for label, row in report["per_class"].items():

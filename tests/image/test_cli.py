@@ -34,7 +34,10 @@ def test_evaluate_writes_report(fixture_manifest: Path, tmp_path: Path, capsys: 
     assert main(["evaluate", "image", str(fixture_manifest), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["n"] == 3
-    assert sum(sum(row) for row in report["confusion"]) == 3
+    # The landscape has no face: no prediction, counted as wrong, not in any predicted column.
+    assert report["no_prediction"] == 1
+    assert sum(sum(row) for row in report["confusion"]) == 2
+    assert report["per_class"]["sad"]["recall"] == 0.0
     printed = capsys.readouterr().out
     assert "accuracy=" in printed
     assert "no face found in 1 of 3" in printed  # the landscape

@@ -35,6 +35,18 @@ def test_report_from_probabilities_uses_argmax_and_renders(tmp_path: Path) -> No
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_rows_without_prediction_count_as_wrong_not_as_a_label() -> None:
+    probs = np.full((3, 7), np.nan)
+    probs[0] = np.eye(7)[3]
+    # true labels: happy (answered, right), angry (no answer), angry (no answer)
+    report = report_from_probabilities([3, 0, 0], probs)
+    assert report["accuracy"] == pytest.approx(1 / 3)
+    assert report["no_prediction"] == 2
+    assert report["per_class"]["angry"]["recall"] == 0.0
+    assert report["per_class"]["angry"]["precision"] == 0.0
+    assert "no prediction (counted as wrong): 2" in format_report(report)
+
+
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

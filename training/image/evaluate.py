@@ -44,7 +44,7 @@ def predict_paths(
     settings: Settings | None = None,
     batch_size: int = 64,
 ) -> tuple[np.ndarray, int]:
-    """(n, 7) probabilities of each image's primary face (uniform row where no face) and the no-face count."""
+    """(n, 7) probabilities of each image's primary face (a NaN row where no face) and the no-face count."""
     settings = settings or get_settings()
     classifier = model or load_model(settings)
     mode = DetectMode(detect) if detect else settings.default_detect
@@ -58,9 +58,9 @@ def predict_paths(
         for result in analyze_batch(images, model=classifier, detector=detector, mode=mode, config=_config(settings)):
             probs = result.probabilities
             if probs is None:
-                # No face: count it as a miss (uniform scores, arg-max = label 0) rather than inventing a label.
+                # No face: no answer (the report counts a NaN row as wrong), never an invented label.
                 missing += 1
-                probs = np.full(len(LABELS), 1.0 / len(LABELS))
+                probs = np.full(len(LABELS), np.nan)
             rows.append(np.asarray(probs, dtype=np.float64))
     return np.stack(rows) if rows else np.zeros((0, len(LABELS))), missing
 
@@ -69,7 +69,7 @@ def predict_manifest(manifest: Manifest, detect: str | None = None, model: Class
     """Probabilities for every image in ``manifest`` (the CLI prints how many had no face)."""
     probabilities, missing = predict_paths(manifest.resolve("path"), detect=detect, model=model)
     if missing:
-        print(f"note: no face found in {missing} of {len(probabilities)} images (scored as uniform / wrong)")
+        print(f"note: no face found in {missing} of {len(probabilities)} images (counted as wrong: no prediction)")
     return probabilities
 
 
