@@ -5,7 +5,9 @@
 Each modality's manifest goes through its own ``training.<modality>.evaluate.predict_manifest``
 (the services' code path), every distinct input once. Then ``n`` triples are drawn: a label
 uniformly from the labels all three manifests have (balanced), and for it one speech row, one
-text row and one image row with that label (with replacement). The result is a flat dict:
+text row and one image row with that label (with replacement). Rows a model could not score (a
+NaN row, e.g. an image with no face under ``--detect auto``) are left out of the pool before
+drawing; a label left with no row in some modality is not drawn. The result is a flat dict:
 
 * ``"speech"``, ``"text"``, ``"image"``, ``"speech+text"``, ``"speech+image"``, ``"text+image"``,
   ``"speech+text+image"``: the fusion forest given only those modalities (``"kind": "fusion"``);
