@@ -216,7 +216,7 @@ _EXAMPLE_RESULT: dict[str, Any] = {
         "label": "happy",
         "probabilities": EXAMPLE_PROBABILITIES,
         "modalities": ["text"],
-        "model": {"name": "fusion-forest", "version": "2026.11.25"},
+        "model": {"name": "rf-late-fusion", "version": "2026.11.25"},
     },
     "fusion_error": None,
     "input": {"text_length": 34},
