@@ -1,8 +1,9 @@
 """The fusion model: a Random Forest over per-modality probability vectors (pure; no web framework).
 
-Features (24): the speech, text and image probability vectors in canonical label order (7 each,
-zeros when the modality is absent) followed by one presence flag per modality. So one forest
-serves every non-empty subset of modalities.
+Features (31): the speech, text and image probability vectors in canonical label order (7 each,
+zeros when the modality is absent), one presence flag per modality, then the product-rule posterior
+of the present modalities (normalised product of their probabilities, 7). So one forest serves
+every non-empty subset of modalities.
 """
 
 import math
@@ -17,13 +18,15 @@ import numpy as np
 from shared.labels import LABELS, MODALITIES, NUM_LABELS
 
 #: Bumped when the artefact's layout changes; :func:`load` refuses other formats.
-ARTIFACT_FORMAT: Final[int] = 1
+ARTIFACT_FORMAT: Final[int] = 2
 #: File name of the forest inside the model directory.
 MODEL_FILE: Final[str] = "fusion_forest.joblib"
 NUM_MODALITIES: Final[int] = len(MODALITIES)
-NUM_FEATURES: Final[int] = NUM_MODALITIES * NUM_LABELS + NUM_MODALITIES
-FEATURE_NAMES: Final[tuple[str, ...]] = tuple(f"{m}.{label}" for m in MODALITIES for label in LABELS) + tuple(
-    f"{m}.present" for m in MODALITIES
+NUM_FEATURES: Final[int] = NUM_MODALITIES * NUM_LABELS + NUM_MODALITIES + NUM_LABELS
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    tuple(f"{m}.{label}" for m in MODALITIES for label in LABELS)
+    + tuple(f"{m}.present" for m in MODALITIES)
+    + tuple(f"product.{label}" for label in LABELS)
 )
 #: Floor for probabilities before taking logs (temperature scaling, product baseline).
 EPSILON: Final[float] = 1e-6
@@ -49,15 +52,17 @@ def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarr
 
 
 def stack_features(probabilities: Mapping[str, np.ndarray], present: np.ndarray) -> np.ndarray:
-    """The (n, 24) feature matrix from per-modality (n, 7) matrices and an (n, 3) presence mask.
+    """The (n, 31) feature matrix from per-modality (n, 7) matrices and an (n, 3) presence mask.
 
-    Rows of absent modalities are zeroed whatever ``probabilities`` holds for them.
+    Rows of absent modalities are zeroed whatever ``probabilities`` holds for them and do not enter
+    the product-rule posterior (last 7 columns; with one modality present it is that modality's vector).
     """
     mask = np.asarray(present, dtype=bool)
     if mask.ndim != 2 or mask.shape[1] != NUM_MODALITIES:
         raise ValueError(f"presence mask must have shape (n, {NUM_MODALITIES}), got {mask.shape}")
     n = mask.shape[0]
     x = np.zeros((n, NUM_FEATURES), dtype=np.float64)
+    log_product = np.zeros((n, NUM_LABELS), dtype=np.float64)
     for j, modality in enumerate(MODALITIES):
         if not mask[:, j].any():
             continue
@@ -65,12 +70,17 @@ def stack_features(probabilities: Mapping[str, np.ndarray], present: np.ndarray)
         if p.shape != (n, NUM_LABELS):
             raise ValueError(f"{modality} probabilities must have shape ({n}, {NUM_LABELS}), got {p.shape}")
         x[:, j * NUM_LABELS : (j + 1) * NUM_LABELS] = np.where(mask[:, j : j + 1], p, 0.0)
-    x[:, NUM_MODALITIES * NUM_LABELS :] = mask
+        log_product += np.where(mask[:, j : j + 1], np.log(np.clip(p, EPSILON, 1.0)), 0.0)
+    flags = NUM_MODALITIES * NUM_LABELS
+    x[:, flags : flags + NUM_MODALITIES] = mask
+    log_product -= log_product.max(axis=1, keepdims=True)
+    product = np.exp(log_product)
+    x[:, flags + NUM_MODALITIES :] = product / product.sum(axis=1, keepdims=True)
     return x
 
 
 def features(batch: Sequence[FusionInput], temperatures: Mapping[str, float] | None = None) -> np.ndarray:
-    """The (n, 24) feature matrix of a batch of inputs, each a non-empty modality -> vector mapping."""
+    """The (n, 31) feature matrix of a batch of inputs, each a non-empty modality -> vector mapping."""
     n = len(batch)
     present = np.zeros((n, NUM_MODALITIES), dtype=bool)
     probabilities = {m: np.zeros((n, NUM_LABELS)) for m in MODALITIES}
@@ -111,7 +121,7 @@ class FusionModel:
         return self.predict_features(features(batch, self.temperatures))
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
-        """Fused (n, 7) probabilities for an already built (n, 24) feature matrix."""
+        """Fused (n, 7) probabilities for an already built (n, 31) feature matrix."""
         raw = np.asarray(self.forest.predict_proba(np.asarray(x, dtype=np.float64)))
         out = np.zeros((raw.shape[0], NUM_LABELS), dtype=np.float64)
         # The forest only has columns for classes it saw; place them at their canonical index.

@@ -22,14 +22,28 @@ UNIFORM = [1 / 7] * 7
 
 def test_feature_layout_zeros_absent_modalities_and_sets_flags() -> None:
     x = features([{"text": ONE_HOT_HAPPY}, {"speech": UNIFORM, "image": ONE_HOT_HAPPY}])
-    assert x.shape == (2, NUM_FEATURES) == (2, 24)
+    assert x.shape == (2, NUM_FEATURES) == (2, 31)
     assert FEATURE_NAMES[7 + 3] == "text.happy"
-    assert FEATURE_NAMES[21:] == ("speech.present", "text.present", "image.present")
+    assert FEATURE_NAMES[21:24] == ("speech.present", "text.present", "image.present")
+    assert FEATURE_NAMES[24 + 3] == "product.happy"
     assert x[0, 7:14].tolist() == ONE_HOT_HAPPY
     assert x[0, :7].sum() == 0 and x[0, 14:21].sum() == 0
-    assert x[0, 21:].tolist() == [0, 1, 0]
-    assert x[1, 21:].tolist() == [1, 0, 1]
+    assert x[0, 21:24].tolist() == [0, 1, 0]
+    assert x[1, 21:24].tolist() == [1, 0, 1]
     assert np.allclose(x[1, :7], 1 / 7)
+    # Product-rule posterior of the present modalities: one modality -> its own vector.
+    assert np.allclose(x[0, 24:], ONE_HOT_HAPPY, atol=1e-4)
+    assert np.allclose(x[1, 24:], ONE_HOT_HAPPY, atol=1e-4)
+
+
+def test_product_features_multiply_only_present_modalities() -> None:
+    speech = [0.4, 0.1, 0.1, 0.2, 0.1, 0.05, 0.05]
+    text = [0.1, 0.1, 0.1, 0.4, 0.1, 0.1, 0.1]
+    x = features([{"speech": speech, "text": text}, {"speech": speech}])
+    expected = np.multiply(speech, text) / np.dot(speech, text)
+    assert np.allclose(x[0, 24:], expected)
+    assert int(x[0, 24:].argmax()) == 3  # happy: 0.08 beats angry's 0.04
+    assert np.allclose(x[1, 24:], speech)
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ def _csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
 def data_root(tmp_path: Path) -> Path:
     """A miniature copy of the shared data layout (tiny files, not real data)."""
     speech_rows = []
-    for actor in (1, 16, 17, 18, 19, 20):
+    for actor in (1, 12, 13, 16, 17, 18, 19, 20):
         path = f"Actor_{actor:02d}/03-01-03-01-01-01-{actor:02d}.flac"
         (tmp_path / "speech/ravdess" / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "speech/ravdess" / path).write_bytes(b"x")
@@ -47,8 +47,9 @@ def data_root(tmp_path: Path) -> Path:
 
 def test_validation_items_only(data_root: Path) -> None:
     ((_, speech, ids, groups),) = stage1.validation_sets("speech", data_root)
-    assert groups == ["ravdess_17", "ravdess_18", "ravdess_19", "ravdess_20"]
-    assert all(i.startswith("ravdess/Actor_") for i in ids) and len(speech.rows) == 4
+    # Actors 13-20: never the speech model's training actors (01-12).
+    assert groups == [f"ravdess_{a}" for a in (13, 16, 17, 18, 19, 20)]
+    assert all(i.startswith("ravdess/Actor_") for i in ids) and len(speech.rows) == 6
     text = stage1.validation_sets("text", data_root)
     assert [source for source, *_ in text] == ["a", "b"]
     assert text[0][3][0] == text[0][3][1]  # same text up to case/space: same split group

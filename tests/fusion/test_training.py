@@ -106,7 +106,7 @@ def test_trained_forest_reports_every_subset_and_fuses_usefully(trained: tuple[F
     split = metrics["construction"]["split"]["speech"]
     assert split["fit_actors"] == ["ravdess_17", "ravdess_18"]
     assert split["test_actors"] == ["ravdess_19", "ravdess_20"]
-    assert model.forest.n_features_in_ == 24
+    assert model.forest.n_features_in_ == 31
 
 
 def _write_parts(directory: Path) -> None:
@@ -147,3 +147,21 @@ def test_selection_uses_only_fusion_train_and_tries_both_variants() -> None:
     # The inner split never reaches actors 19-20 (fusion-test).
     assert {g for items in fit_parts.values() for g in items.groups} >= {"ravdess_17", "ravdess_18"}
     assert not {"ravdess_19", "ravdess_20"} & set(fit_parts["speech"].groups)
+
+
+def test_speech_fusion_test_is_actors_19_20_whatever_actors_are_cached() -> None:
+    parts = synthetic_parts()
+    speech = parts["speech"]
+    actors = np.array([f"ravdess_{13 + i % 8}" for i in range(len(speech))])
+    parts["speech"] = ModalityItems("speech", speech.probs, speech.labels, speech.ids, actors)
+    fit_parts, test_parts = train_module.split_parts(
+        parts, seed=0, test_fraction=0.4, speech_test_groups=train_module.SPEECH_TEST_ACTORS
+    )
+    assert sorted(set(fit_parts["speech"].groups)) == [f"ravdess_{a}" for a in range(13, 19)]
+    assert sorted(set(test_parts["speech"].groups)) == ["ravdess_19", "ravdess_20"]
+    # Inner selection split: actors 13-17 fit, actor 18 validates; 19-20 never appear.
+    inner_fit, inner_val = train_module.split_parts(
+        fit_parts, seed=1, test_fraction=0.3, speech_test_groups=train_module.SPEECH_INNER_VAL_ACTORS
+    )
+    assert sorted(set(inner_fit["speech"].groups)) == [f"ravdess_{a}" for a in range(13, 18)]
+    assert set(inner_val["speech"].groups) == {"ravdess_18"}

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from shared.labels import LABELS, MODALITIES
-from training.fusion.train import load_parts, split_parts
+from training.fusion.train import SPEECH_TEST_ACTORS, load_parts, split_parts
 
 ROOTS = {"ravdess": "speech/ravdess", "fer2013": "image/fer2013"}
 
@@ -32,7 +32,9 @@ def _text_rows(data_root: Path, ids: list[str]) -> list[str]:
 
 def export(probs: Path, data_root: Path, out: Path, *, seed: int = 0, test_fraction: float = 0.4) -> dict[str, Path]:
     """One manifest per modality with its fusion-test items; returns their paths."""
-    _, test_parts = split_parts(load_parts(probs), seed=seed, test_fraction=test_fraction)
+    _, test_parts = split_parts(
+        load_parts(probs), seed=seed, test_fraction=test_fraction, speech_test_groups=SPEECH_TEST_ACTORS
+    )
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for m in MODALITIES:

@@ -4,7 +4,9 @@
 
 Runs ``training.<modality>.evaluate.predict_manifest`` (the services' own code path) on:
 
-* speech: RAVDESS actors 17-20 (``speech/ravdess/manifest.csv``, ``speaker`` column);
+* speech: RAVDESS actors 13-20 (``speech/ravdess/manifest.csv``, ``speaker`` column): the speech model
+  was trained on actors 01-12 (+TESS) and only *selected* (early stopping, ensemble choice) on 13-16;
+  17-20 it never saw;
 * text: every ``text/*/val.csv`` (``text,emotion``);
 * image: FER2013 ``public_test`` rows of ``image/fer2013/manifest.csv`` (already face crops, so
   ``detect=never`` by default).
@@ -29,8 +31,8 @@ from shared.labels import MODALITIES, NUM_LABELS
 from training.fusion.data import ModalityItems
 from training.manifest import Manifest, ManifestError, read_manifest
 
-#: RAVDESS actors held out from the speech model, used here as its validation items.
-SPEECH_VALIDATION_ACTORS = (17, 18, 19, 20)
+#: RAVDESS actors the speech model was not trained on (13-16: its selection split; 17-20: unused).
+SPEECH_VALIDATION_ACTORS = tuple(range(13, 21))
 IMAGE_VALIDATION_SPLIT = "public_test"
 
 

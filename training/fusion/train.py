@@ -6,7 +6,7 @@ Stage 2 of 2 (stage 1: ``python -m training.fusion.predict_modalities``)::
 
 Construction (see services/fusion/MODEL_CARD.md):
 1. each modality's validation items are split into fusion-train and fusion-test parts *by item
-   group* before any triple is drawn (speech: actors 17-18 vs 19-20; text: 60/40 by distinct
+   group* before any triple is drawn (speech: actors 13-18 vs 19-20; text: 60/40 by distinct
    normalised text; image: 60/40 by distinct pixel content), so no clip, text or face is shared;
 2. ``--n-fit`` triples are drawn from the fusion-train parts (labels balanced, items with that
    label drawn with replacement), each given one of the seven modality subsets in equal numbers
@@ -47,10 +47,10 @@ DEFAULT_FOREST: dict[str, Any] = {
     "n_estimators": 150,
     "max_leaf_nodes": 256,
     "min_samples_leaf": 10,
-    "max_features": "sqrt",
+    "max_features": 1,
 }
 #: Defaults = what ``--select`` chose on the inner fusion-train split for the shipped model.
-DEFAULT_JITTER = 0.7
+DEFAULT_JITTER = 1.0
 #: Whether the shipped forest takes temperature-scaled inputs (``--temperature`` / ``--no-temperature``).
 DEFAULT_TEMPERATURE = True
 #: Candidates tried by ``--select`` (on an inner split of fusion-train only): (forest overrides, jitter).
@@ -63,8 +63,13 @@ CANDIDATES: tuple[tuple[dict[str, Any], float], ...] = (
     ({"max_features": "sqrt", "min_samples_leaf": 60}, 1.0),
     ({"max_features": 1}, 1.0),
 )
-#: Speech is split by actor in sorted order (17-18 train, 19-20 test); the others by shuffled group.
+#: Speech is split by actor in sorted order (the last actors held out); the others by shuffled group.
 ORDERED_GROUPS = {"speech": True, "text": False, "image": False}
+#: How many of the highest-numbered speech actors are held out: fusion-test (actors 19-20) and, inside
+#: fusion-train, the inner selection split (actor 18). Fixed counts, so the speech fusion-test part stays
+#: actors 19-20 however many earlier actors stage 1 cached (13-20 now: 13-18 fusion-train).
+SPEECH_TEST_ACTORS = 2
+SPEECH_INNER_VAL_ACTORS = 1
 
 
 def fit_temperature(items: ModalityItems) -> float:
@@ -96,14 +101,21 @@ def load_parts(probs_dir: Path) -> dict[str, ModalityItems]:
 
 
 def split_parts(
-    parts: Mapping[str, ModalityItems], *, seed: int, test_fraction: float
+    parts: Mapping[str, ModalityItems], *, seed: int, test_fraction: float, speech_test_groups: int | None = None
 ) -> tuple[dict[str, ModalityItems], dict[str, ModalityItems]]:
-    """Each modality's items split by group into (fusion-train, fusion-test)."""
+    """Each modality's items split by group into (fusion-train, fusion-test).
+
+    ``speech_test_groups``: hold out exactly that many of the last (sorted) speech actors instead of
+    ``test_fraction`` of them.
+    """
     fit_parts: dict[str, ModalityItems] = {}
     test_parts: dict[str, ModalityItems] = {}
     for m, items in parts.items():
+        fraction = test_fraction
+        if m == "speech" and speech_test_groups is not None:
+            fraction = speech_test_groups / len(np.unique(items.groups))
         fit_parts[m], test_parts[m] = split_items(
-            items, seed=seed, test_fraction=test_fraction, ordered_groups=ORDERED_GROUPS.get(m, False)
+            items, seed=seed, test_fraction=fraction, ordered_groups=ORDERED_GROUPS.get(m, False)
         )
     return fit_parts, test_parts
 
@@ -143,10 +155,13 @@ def select_candidate(
 ) -> tuple[dict[str, Any], float, bool, list[dict[str, Any]]]:
     """Pick forest settings, jitter and raw-vs-temperature on an inner split of fusion-train.
 
-    fusion-test is never looked at. Inner split: speech actor 17 vs 18; text/image 70/30 by group.
-    Criterion: accuracy averaged over the seven subsets. Returns (params, jitter, use_temperature, table).
+    fusion-test is never looked at. Inner split: speech actors 13-17 vs 18 (its last fusion-train actor);
+    text/image 70/30 by group. Criterion: accuracy averaged over the seven subsets.
+    Returns (params, jitter, use_temperature, table).
     """
-    inner_fit, inner_val = split_parts(fit_parts, seed=seed + 1, test_fraction=0.3)
+    inner_fit, inner_val = split_parts(
+        fit_parts, seed=seed + 1, test_fraction=0.3, speech_test_groups=SPEECH_INNER_VAL_ACTORS
+    )
     labels = sorted(set(common_labels(inner_fit)) & set(common_labels(inner_val)))
     y_val, index = build_triples(inner_val, max(n_fit // 3, 700), np.random.default_rng(seed + 2), labels)
     val_probs = triple_probabilities(inner_val, index)
@@ -191,7 +206,9 @@ def train_and_evaluate(
     version: str | None = None,
 ) -> tuple[FusionModel, dict[str, Any]]:
     """Split, (optionally select settings), fit the raw and temperature-scaled forests, score every subset."""
-    fit_parts, test_parts = split_parts(parts, seed=seed, test_fraction=test_fraction)
+    fit_parts, test_parts = split_parts(
+        parts, seed=seed, test_fraction=test_fraction, speech_test_groups=SPEECH_TEST_ACTORS
+    )
     labels = sorted(set(common_labels(fit_parts)) & set(common_labels(test_parts)))
     selection: list[dict[str, Any]] | None = None
     if select:
