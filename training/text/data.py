@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from shared.labels import LABEL_TO_INDEX, LABELS, NUM_LABELS
-from training.report import classification_report, format_report
+from training.report import classification_report, format_report, save_confusion_png
 
 
 @dataclass(frozen=True)
@@ -75,4 +76,29 @@ def print_reports(reports: dict[str, dict[str, Any]], title: str) -> None:
         print(f"{name:<18}{r['n']:>7}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}{r['weighted_f1']:>13.4f}")
 
 
-__all__ = ["LABELS", "Example", "class_weights", "dataset_names", "load_split", "per_dataset_reports", "print_reports"]
+def report_shipped_model(
+    folder: str | Path, val: Sequence[Example], *, metrics: str | None, figure: str | None
+) -> dict[str, dict[str, Any]]:
+    """Load the exported files exactly as the service does, then print (and optionally save) val reports."""
+    from services.text.model import load
+
+    shipped = load(folder)
+    reports = per_dataset_reports(val, shipped.predict([e.text for e in val]))
+    print_reports(reports, title=f"{shipped.name} {shipped.version}")
+    if metrics:
+        Path(metrics).write_text(json.dumps(reports, indent=2) + "\n", encoding="utf-8")
+    if figure:
+        save_confusion_png(reports["overall"], figure, title=f"{shipped.name}: all val splits")
+    return reports
+
+
+__all__ = [
+    "LABELS",
+    "Example",
+    "class_weights",
+    "dataset_names",
+    "load_split",
+    "per_dataset_reports",
+    "print_reports",
+    "report_shipped_model",
+]

@@ -15,7 +15,6 @@ and a classification report is printed per dataset on its val split and overall.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -25,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from services.text.model import PACKAGED_ENCODER, MiniLMEmotionModel, build_network, export_minilm, load, load_tokenizer
-from training.report import save_confusion_png
-from training.text.data import Example, class_weights, load_split, per_dataset_reports, print_reports
+from services.text.model import PACKAGED_ENCODER, MiniLMEmotionModel, build_network, export_minilm, load_tokenizer
+from training.text.data import Example, class_weights, load_split, per_dataset_reports, report_shipped_model
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "services" / "text" / "artifacts" / "minilm"
 CHECKPOINT = "checkpoint.pt"
@@ -359,13 +357,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
     )
 
     # The report comes from the exported files, loaded exactly as the service loads them.
-    shipped = load(args.out)
-    reports = per_dataset_reports(val, shipped.predict([e.text for e in val]))
-    print_reports(reports, title=f"{shipped.name} {shipped.version}")
-    if args.metrics:
-        Path(args.metrics).write_text(json.dumps(reports, indent=2) + "\n", encoding="utf-8")
-    if args.figure:
-        save_confusion_png(reports["overall"], args.figure, title=f"{shipped.name}: all val splits")
+    report_shipped_model(args.out, val, metrics=args.metrics, figure=args.figure)
     return 0
 
 

@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from services.text.model import CONFIG_FILE, KERAS_FILE, VOCAB_FILE, encode_words, import_keras, load, word_tokens
+from services.text.model import CONFIG_FILE, KERAS_FILE, VOCAB_FILE, encode_words, import_keras, word_tokens
 from shared.labels import LABELS, NUM_LABELS
-from training.report import save_confusion_png
-from training.text.data import class_weights, load_split, per_dataset_reports, print_reports
+from training.text.data import class_weights, load_split, report_shipped_model
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "services" / "text" / "artifacts" / "bilstm"
 
@@ -121,13 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     print(f"exported {out}: " + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.2f} MB" for p in sorted(out.iterdir())))
 
-    shipped = load(out)
-    reports = per_dataset_reports(val, shipped.predict([e.text for e in val]))
-    print_reports(reports, title=f"{shipped.name} {shipped.version}")
-    if args.metrics:
-        Path(args.metrics).write_text(json.dumps(reports, indent=2) + "\n", encoding="utf-8")
-    if args.figure:
-        save_confusion_png(reports["overall"], args.figure, title=f"{shipped.name}: all val splits")
+    # The report comes from the exported files, loaded exactly as the service loads them.
+    report_shipped_model(out, val, metrics=args.metrics, figure=args.figure)
     return 0
 
 
