@@ -4,8 +4,14 @@ Features (31): the speech, text and image probability vectors in canonical label
 zeros when the modality is absent), one presence flag per modality, then the product-rule posterior
 of the present modalities (normalised product of their probabilities, 7). So one forest serves
 every non-empty subset of modalities.
+
+Output: per modality subset, ``(1 - w) * forest + w * product-rule posterior``, with ``w`` fitted
+out-of-fold on fusion-train (stacking; ``w = 0`` is the forest alone). Where the forest does not
+generalise better than the modalities' own evidence (speech alone, trained on 6 actors), the
+fitted ``w`` hands the decision back to that evidence instead of to the forest.
 """
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +24,7 @@ import numpy as np
 from shared.labels import LABELS, MODALITIES, NUM_LABELS
 
 #: Bumped when the artefact's layout changes; :func:`load` refuses other formats.
-ARTIFACT_FORMAT: Final[int] = 2
+ARTIFACT_FORMAT: Final[int] = 3
 #: File name of the forest inside the model directory.
 MODEL_FILE: Final[str] = "fusion_forest.joblib"
 NUM_MODALITIES: Final[int] = len(MODALITIES)
@@ -30,6 +36,13 @@ FEATURE_NAMES: Final[tuple[str, ...]] = (
 )
 #: Floor for probabilities before taking logs (temperature scaling, product baseline).
 EPSILON: Final[float] = 1e-6
+#: Every non-empty modality subset, singles first, in canonical order, and their names ("speech+text").
+SUBSETS: Final[tuple[tuple[str, ...], ...]] = tuple(
+    combo for size in range(1, NUM_MODALITIES + 1) for combo in itertools.combinations(MODALITIES, size)
+)
+SUBSET_NAMES: Final[tuple[str, ...]] = tuple("+".join(s) for s in SUBSETS)
+_FLAGS: Final[slice] = slice(NUM_MODALITIES * NUM_LABELS, NUM_MODALITIES * NUM_LABELS + NUM_MODALITIES)
+_PRODUCT: Final[slice] = slice(NUM_MODALITIES * NUM_LABELS + NUM_MODALITIES, NUM_FEATURES)
 
 #: One input: modality name -> seven probabilities in canonical label order.
 FusionInput = Mapping[str, Sequence[float] | np.ndarray]
@@ -71,12 +84,29 @@ def stack_features(probabilities: Mapping[str, np.ndarray], present: np.ndarray)
             raise ValueError(f"{modality} probabilities must have shape ({n}, {NUM_LABELS}), got {p.shape}")
         x[:, j * NUM_LABELS : (j + 1) * NUM_LABELS] = np.where(mask[:, j : j + 1], p, 0.0)
         log_product += np.where(mask[:, j : j + 1], np.log(np.clip(p, EPSILON, 1.0)), 0.0)
-    flags = NUM_MODALITIES * NUM_LABELS
-    x[:, flags : flags + NUM_MODALITIES] = mask
+    x[:, _FLAGS] = mask
     log_product -= log_product.max(axis=1, keepdims=True)
     product = np.exp(log_product)
-    x[:, flags + NUM_MODALITIES :] = product / product.sum(axis=1, keepdims=True)
+    x[:, _PRODUCT] = product / product.sum(axis=1, keepdims=True)
     return x
+
+
+def subset_codes(x: np.ndarray) -> np.ndarray:
+    """Per row of a feature matrix, the index into :data:`SUBSETS` of the modalities present (-1: none)."""
+    flags = np.asarray(x)[:, _FLAGS] > 0.5
+    lookup = {tuple(m in subset for m in MODALITIES): i for i, subset in enumerate(SUBSETS)}
+    return np.array([lookup.get(tuple(row), -1) for row in flags.tolist()], dtype=np.int64)
+
+
+def check_product_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """``weights`` as a complete subset-name -> weight dict; ValueError unless every weight is in [0, 1]."""
+    unknown = set(weights) - set(SUBSET_NAMES)
+    if unknown:
+        raise ValueError(f"product weights for unknown subsets: {', '.join(sorted(unknown))}")
+    checked = {name: float(weights.get(name, 0.0)) for name in SUBSET_NAMES}
+    if not all(0.0 <= w <= 1.0 for w in checked.values()):
+        raise ValueError(f"product weights must lie in [0, 1], got {checked}")
+    return checked
 
 
 def features(batch: Sequence[FusionInput], temperatures: Mapping[str, float] | None = None) -> np.ndarray:
@@ -113,6 +143,8 @@ class FusionModel:
     version: str
     #: Per-modality temperature applied to the inputs before the forest (1.0 = none).
     temperatures: dict[str, float] = field(default_factory=lambda: dict.fromkeys(MODALITIES, 1.0))
+    #: Per subset name, the weight of the product-rule posterior in the output (0.0 = forest alone).
+    product_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SUBSET_NAMES, 0.0))
     #: Free-form provenance (training data, seed, metrics file), stored with the forest.
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -122,6 +154,14 @@ class FusionModel:
 
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         """Fused (n, 7) probabilities for an already built (n, 31) feature matrix."""
+        x = np.asarray(x, dtype=np.float64)
+        weights = np.array([self.product_weights.get(name, 0.0) for name in SUBSET_NAMES] + [0.0])
+        w = weights[subset_codes(x)][:, None]  # code -1 (no modality) indexes the trailing 0.0
+        result: np.ndarray = (1.0 - w) * self.forest_probabilities(x) + w * x[:, _PRODUCT]
+        return result
+
+    def forest_probabilities(self, x: np.ndarray) -> np.ndarray:
+        """The forest's own (n, 7) class probabilities for an (n, 31) feature matrix (no blending)."""
         raw = np.asarray(self.forest.predict_proba(np.asarray(x, dtype=np.float64)))
         out = np.zeros((raw.shape[0], NUM_LABELS), dtype=np.float64)
         # The forest only has columns for classes it saw; place them at their canonical index.
@@ -145,6 +185,7 @@ class FusionModel:
             "name": self.name,
             "version": self.version,
             "temperatures": dict(self.temperatures),
+            "product_weights": check_product_weights(self.product_weights),
             "metadata": dict(self.metadata),
             "forest": self.forest,
         }
@@ -174,10 +215,15 @@ def load(path: str | Path) -> FusionModel:
     forest = payload["forest"]
     if getattr(forest, "n_features_in_", None) != NUM_FEATURES:
         raise ModelFileError(f"{target} holds a forest that does not take {NUM_FEATURES} features")
+    try:
+        product_weights = check_product_weights(payload["product_weights"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{target} has no usable product weights: {exc}") from exc
     return FusionModel(
         forest=forest,
         name=str(payload["name"]),
         version=str(payload["version"]),
         temperatures={m: float(payload["temperatures"].get(m, 1.0)) for m in MODALITIES},
+        product_weights=product_weights,
         metadata=dict(payload.get("metadata", {})),
     )

@@ -10,9 +10,9 @@ from asgi_lifespan import LifespanManager
 
 from services.fusion.app import create_app
 from services.fusion.errors import MODEL_NOT_READY, NO_MODALITIES
+from services.fusion.model import SUBSETS
 from services.fusion.settings import Settings
 from shared.labels import LABELS
-from training.fusion.data import SUBSETS
 
 HAPPY = {"angry": 0.02, "disgust": 0.01, "fear": 0.02, "happy": 0.88, "sad": 0.02, "surprise": 0.03, "neutral": 0.02}
 SAD = {"angry": 0.03, "disgust": 0.01, "fear": 0.04, "happy": 0.02, "sad": 0.84, "surprise": 0.02, "neutral": 0.04}

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import soundfile as sf
 
-from training.fusion.data import SUBSET_NAMES
+from services.fusion.model import SUBSET_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_RATE = 16_000

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.fusion.model import FusionModel, load
+from services.fusion.model import SUBSET_NAMES, FusionModel, load
 from services.fusion.settings import Settings
 from shared.labels import LABEL_TO_INDEX
 from training import cli
 from training.fusion import evaluate as fusion_evaluate
-from training.fusion.data import SUBSET_NAMES
 from training.fusion.evaluate import evaluate_fusion
 from training.manifest import Manifest, ManifestError
 

@@ -9,11 +9,13 @@ import pytest
 from services.fusion.model import (
     FEATURE_NAMES,
     NUM_FEATURES,
+    SUBSET_NAMES,
     FusionModel,
     ModelFileError,
     apply_temperature,
     features,
     load,
+    subset_codes,
 )
 
 ONE_HOT_HAPPY = [0, 0, 0, 1, 0, 0, 0]
@@ -75,8 +77,56 @@ def test_save_load_round_trip(trained: tuple[FusionModel, dict], tmp_path: Path)
     path = model.save(tmp_path / "m.joblib")
     again = load(path)
     assert (again.name, again.version) == (model.name, model.version)
+    assert again.product_weights == model.product_weights and set(again.product_weights) == set(SUBSET_NAMES)
     batch = [{"image": ONE_HOT_HAPPY}, {"speech": UNIFORM, "text": UNIFORM}]
     assert np.array_equal(again.predict(batch), model.predict(batch))
+
+
+def test_subset_codes_follow_presence_flags() -> None:
+    x = features(
+        [{"speech": UNIFORM}, {"text": UNIFORM, "image": UNIFORM}, dict.fromkeys(("speech", "text", "image"), UNIFORM)]
+    )
+    assert [SUBSET_NAMES[c] for c in subset_codes(x)] == ["speech", "text+image", "speech+text+image"]
+    assert subset_codes(np.zeros((1, NUM_FEATURES))).tolist() == [-1]
+
+
+def test_product_weight_blends_forest_and_product_rule_per_subset(trained: tuple[FusionModel, dict]) -> None:
+    forest = trained[0].forest
+    speech = [0.4, 0.1, 0.1, 0.2, 0.1, 0.05, 0.05]
+    text = [0.1, 0.1, 0.1, 0.4, 0.1, 0.1, 0.1]
+    batch = [{"speech": speech}, {"speech": speech, "text": text}, {"text": text}]
+    x = features(batch)
+    weights = dict.fromkeys(SUBSET_NAMES, 0.0) | {"speech": 1.0, "speech+text": 0.25}
+    model = FusionModel(forest=forest, name="t", version="1", product_weights=weights)
+    out = model.predict(batch)
+    by_forest = model.forest_probabilities(x)
+    assert np.allclose(out[0], speech)  # w = 1: the modality's own posterior
+    assert np.allclose(out[1], 0.75 * by_forest[1] + 0.25 * x[1, 24:])
+    assert np.allclose(out[2], by_forest[2])  # w = 0: the forest alone
+    assert np.allclose(out.sum(axis=1), 1.0)
+    assert not np.allclose(by_forest[0], speech)  # so the first check tested the blend, not the forest
+
+
+def test_save_refuses_out_of_range_product_weights(trained: tuple[FusionModel, dict], tmp_path: Path) -> None:
+    bad = FusionModel(forest=trained[0].forest, name="t", version="1", product_weights={"speech": 1.5})
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        bad.save(tmp_path / "m.joblib")
+    unknown = FusionModel(forest=trained[0].forest, name="t", version="1", product_weights={"video": 0.5})
+    with pytest.raises(ValueError, match="unknown subsets"):
+        unknown.save(tmp_path / "m.joblib")
+
+
+def test_load_refuses_bad_product_weights(trained: tuple[FusionModel, dict], tmp_path: Path) -> None:
+    path = trained[0].save(tmp_path / "fusion_forest.joblib")
+    payload = joblib.load(path)
+    payload["product_weights"] = {"speech": -0.5}
+    joblib.dump(payload, path)
+    with pytest.raises(ModelFileError, match="product weights"):
+        load(tmp_path)
+    del payload["product_weights"]
+    joblib.dump(payload, path)
+    with pytest.raises(ModelFileError, match="product weights"):
+        load(tmp_path)
 
 
 def test_load_missing_and_foreign_files(tmp_path: Path) -> None:
@@ -84,6 +134,9 @@ def test_load_missing_and_foreign_files(tmp_path: Path) -> None:
         load(tmp_path)
     joblib.dump({"format": 99}, tmp_path / "fusion_forest.joblib")
     with pytest.raises(ModelFileError, match="format"):
+        load(tmp_path)
+    joblib.dump({"format": 2}, tmp_path / "fusion_forest.joblib")  # the previous, forest-only layout
+    with pytest.raises(ModelFileError, match="format 3"):
         load(tmp_path)
     (tmp_path / "fusion_forest.joblib").write_text("garbage")
     with pytest.raises(ModelFileError):

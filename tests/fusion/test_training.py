@@ -6,13 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.fusion.model import FusionModel, load
+from services.fusion.model import SUBSET_NAMES, SUBSETS, FusionModel, load
 from shared.labels import MODALITIES
 from tests.fusion.conftest import synthetic_parts
 from training.fusion import train as train_module
 from training.fusion.data import (
-    SUBSET_NAMES,
-    SUBSETS,
     ModalityItems,
     build_triples,
     jitter,
@@ -103,6 +101,16 @@ def test_trained_forest_reports_every_subset_and_fuses_usefully(trained: tuple[F
     assert (
         subsets["speech+text+image"]["fusion"]["accuracy"] > subsets["speech+text+image"]["single"]["image"]["accuracy"]
     )
+    # The product-rule weights were fitted out of fold, one per subset, and are what the model uses.
+    assert metrics["product_weights"] == model.product_weights and set(model.product_weights) == set(SUBSET_NAMES)
+    assert all(model.product_weights[m] in (0.0, 1.0) for m in MODALITIES)
+    for name, entry in subsets.items():
+        assert entry["product_weight"] == model.product_weights[name]
+        if entry["product_weight"] == 0.0:
+            assert entry["fusion"] == entry["forest_only"]
+    table = metrics["product_weights_out_of_fold"]
+    assert table["grid"] == list(train_module.PRODUCT_WEIGHT_GRID) and table["folds"] == 2  # 2 speech actors
+    assert all(len(acc) == 11 for acc in table["oof_accuracy"].values())
     split = metrics["construction"]["split"]["speech"]
     assert split["fit_actors"] == ["ravdess_17", "ravdess_18"]
     assert split["test_actors"] == ["ravdess_19", "ravdess_20"]
@@ -165,3 +173,41 @@ def test_speech_fusion_test_is_actors_19_20_whatever_actors_are_cached() -> None
     )
     assert sorted(set(inner_fit["speech"].groups)) == [f"ravdess_{a}" for a in range(13, 18)]
     assert set(inner_val["speech"].groups) == {"ravdess_18"}
+
+
+def test_one_standard_error_rule_prefers_the_product_rule_within_noise() -> None:
+    grid = np.asarray(train_module.PRODUCT_WEIGHT_GRID)
+    accuracy = np.linspace(0.80, 0.70, 11)  # the forest (w = 0) is best ...
+    # ... by far with many triples: keep it; with few, 0.80 and 0.79 are indistinguishable: w = 0.1.
+    assert train_module.one_standard_error_choice(grid, accuracy, 1_000_000) == 0.0
+    assert train_module.one_standard_error_choice(grid, accuracy, 1000) == 0.1
+    assert train_module.one_standard_error_choice(grid, accuracy[::-1], 1000) == 1.0
+
+
+def test_group_folds_keep_groups_whole() -> None:
+    items = synthetic_items("text", 300, 2.0, np.random.default_rng(0), n_groups=30)
+    folds = train_module.group_folds(items, 3, rng=np.random.default_rng(0), ordered=False)
+    assert set(folds.tolist()) == {0, 1, 2}
+    for group in np.unique(items.groups):
+        assert len(set(folds[items.groups == group].tolist())) == 1
+    speech = synthetic_parts()["speech"]  # actors 17-20 in order: 17-18 fold 0, 19-20 fold 1
+    ordered = train_module.group_folds(speech, 2, rng=np.random.default_rng(0), ordered=True)
+    assert set(speech.groups[ordered == 0]) == {"ravdess_17", "ravdess_18"}
+
+
+def test_product_weights_pick_the_product_rule_when_the_forest_cannot_learn() -> None:
+    """A forest fed pure noise loses to the modalities' own evidence out of fold, so w goes to 1."""
+    fit_parts, _ = train_module.split_parts(synthetic_parts(), seed=0, test_fraction=0.4)
+    weights, table = train_module.fit_product_weights(
+        fit_parts,
+        labels=list(range(7)),
+        seed=0,
+        n_fit=700,
+        n_val=700,
+        forest_params={"n_estimators": 3, "max_leaf_nodes": 4, "max_features": 1},
+        jitter_sigma=3.0,
+    )
+    assert set(weights) == set(SUBSET_NAMES)
+    assert weights["speech+text+image"] >= 0.5
+    oof = table["oof_accuracy"]["speech+text+image"]
+    assert oof[-1] > oof[0]  # the product rule beats this crippled forest out of fold

@@ -6,21 +6,14 @@ label are drawn independently. Real multimodal signals are correlated (the same 
 and face agree or disagree in structured ways); these triples only model independent evidence.
 """
 
-import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from services.fusion.model import EPSILON, NUM_LABELS, stack_features
+from services.fusion.model import EPSILON, NUM_LABELS, SUBSETS, stack_features
 from shared.labels import LABELS, MODALITIES
-
-#: Every non-empty modality subset, singles first, in canonical order.
-SUBSETS: tuple[tuple[str, ...], ...] = tuple(
-    combo for size in range(1, len(MODALITIES) + 1) for combo in itertools.combinations(MODALITIES, size)
-)
-SUBSET_NAMES: tuple[str, ...] = tuple("+".join(s) for s in SUBSETS)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from services.fusion.model import FusionModel, load
+from services.fusion.model import SUBSETS, FusionModel, load
 from services.fusion.settings import get_settings
 from shared.errors import ModelNotReady
 from shared.labels import LABELS, MODALITIES
-from training.fusion.data import SUBSETS, ModalityItems, build_triples, common_labels, triple_probabilities
+from training.fusion.data import ModalityItems, build_triples, common_labels, triple_probabilities
 from training.fusion.scoring import fuse_subset, summary
 from training.manifest import Manifest, ManifestError, read_manifest
 

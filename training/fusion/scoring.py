@@ -5,8 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from services.fusion.model import FusionModel, stack_features
-from training.fusion.data import SUBSETS, mean_baseline, product_baseline, subset_mask
+from services.fusion.model import SUBSETS, FusionModel, stack_features
+from training.fusion.data import mean_baseline, product_baseline, subset_mask
 from training.report import classification_report
 
 
@@ -36,9 +36,12 @@ def score_subsets(
         name = "+".join(subset)
         singles = {m: summary(y, probabilities[m]) for m in subset}
         best = max(singles, key=lambda m: singles[m]["accuracy"])
+        x = stack_features(scaled, subset_mask(subset, len(y)))
         entry: dict[str, Any] = {
             "modalities": list(subset),
-            "fusion": summary(y, fuse_subset(model, scaled, subset)),
+            "fusion": summary(y, model.predict_features(x)),
+            "forest_only": summary(y, model.forest_probabilities(x)),
+            "product_weight": model.product_weights.get(name, 0.0),
             "single": singles,
             "best_single": best,
         }
@@ -54,10 +57,10 @@ def format_table(results: Mapping[str, Mapping[str, Any]], title: str = "") -> s
     """A Markdown table: one row per subset, accuracy / macro-F1 of fusion, baselines and singles."""
     lines = [title, ""] if title else []
     lines.append(
-        "| subset | n | RF fusion acc / F1 | mean acc / F1 | product acc / F1 | best single (acc / F1) "
-        "| RF - best single |"
+        "| subset | n | fusion acc / F1 | w | forest alone acc / F1 | mean acc / F1 | product acc / F1 "
+        "| best single (acc / F1) | fusion - best single |"
     )
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
 
     def pair(m: Mapping[str, Any] | None) -> str:
         return "-" if m is None else f"{m['accuracy']:.4f} / {m['macro_f1']:.4f}"
@@ -65,7 +68,8 @@ def format_table(results: Mapping[str, Mapping[str, Any]], title: str = "") -> s
     for name, entry in results.items():
         best = entry["best_single"]
         lines.append(
-            f"| {name} | {entry['fusion']['n']} | {pair(entry['fusion'])} | {pair(entry.get('mean'))} | "
+            f"| {name} | {entry['fusion']['n']} | {pair(entry['fusion'])} | {entry['product_weight']:.1f} | "
+            f"{pair(entry['forest_only'])} | {pair(entry.get('mean'))} | "
             f"{pair(entry.get('product'))} | {best}: {pair(entry['single'][best])} | "
             f"{entry['fusion_minus_best_single'] * 100:+.2f} pts |"
         )
