@@ -48,7 +48,8 @@ ModelDep = Annotated[FusionModel, Depends(get_model)]
     summary="Fuse per-modality probabilities into one prediction",
     description=(
         "Takes the seven-label probability vectors of any non-empty subset of speech, text and image "
-        "(each non-negative, summing to 1) and returns the Random Forest's fused probabilities."
+        "(each non-negative, summing to 1) and returns fused probabilities: the Random Forest's, blended "
+        "with the product of the given vectors by a weight fitted per modality subset."
     ),
     response_model=FuseResponse,
     responses=error_responses(422, 503),

@@ -141,3 +141,22 @@ def test_load_missing_and_foreign_files(tmp_path: Path) -> None:
     (tmp_path / "fusion_forest.joblib").write_text("garbage")
     with pytest.raises(ModelFileError):
         load(tmp_path)
+
+
+def test_shipped_model_matches_its_metrics_and_defers_to_speech_alone() -> None:
+    """The committed artefact: its blend weights are the ones its card/metrics report, and for speech
+    alone (w = 1) the fused label is the speech model's own label for any input."""
+    import json
+
+    from services.fusion.settings import DEFAULT_MODEL_DIR
+
+    model = load(DEFAULT_MODEL_DIR)
+    metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
+    assert model.product_weights == metrics["product_weights"]
+    assert model.product_weights["speech"] == 1.0
+    rng = np.random.default_rng(0)
+    speech = rng.dirichlet(np.full(7, 0.5), size=200)
+    fused = model.predict([{"speech": row} for row in speech])
+    assert np.array_equal(fused.argmax(axis=1), speech.argmax(axis=1))
+    # (equal up to the 1e-6 floor the product features put under tiny probabilities)
+    assert np.allclose(fused, apply_temperature(speech, model.temperatures["speech"]), atol=1e-5)
