@@ -1,5 +1,6 @@
 """Triple building, the item split, and training/scoring on synthetic probabilities."""
 
+import functools
 import json
 from pathlib import Path
 
@@ -198,15 +199,13 @@ def test_group_folds_keep_groups_whole() -> None:
 def test_product_weights_pick_the_product_rule_when_the_forest_cannot_learn() -> None:
     """A forest fed pure noise loses to the modalities' own evidence out of fold, so w goes to 1."""
     fit_parts, _ = train_module.split_parts(synthetic_parts(), seed=0, test_fraction=0.4)
-    weights, table = train_module.fit_product_weights(
-        fit_parts,
-        labels=list(range(7)),
-        seed=0,
+    crippled = functools.partial(
+        train_module.fit_model,
         n_fit=700,
-        n_val=700,
         forest_params={"n_estimators": 3, "max_leaf_nodes": 4, "max_features": 1},
         jitter_sigma=3.0,
     )
+    weights, table = train_module.fit_product_weights(fit_parts, crippled, labels=list(range(7)), seed=0, n_val=700)
     assert set(weights) == set(SUBSET_NAMES)
     assert weights["speech+text+image"] >= 0.5
     oof = table["oof_accuracy"]["speech+text+image"]

@@ -19,9 +19,10 @@ Construction (see services/fusion/MODEL_CARD.md):
 
 import argparse
 import datetime as dt
+import functools
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -174,22 +175,20 @@ def group_folds(items: ModalityItems, n_folds: int, *, rng: np.random.Generator,
 
 def fit_product_weights(
     fit_parts: Mapping[str, ModalityItems],
+    fit: Callable[..., FusionModel],
     *,
     labels: list[int],
     seed: int,
-    n_fit: int,
-    temperatures: Mapping[str, float] | None = None,
-    forest_params: dict[str, Any] | None = None,
-    jitter_sigma: float = DEFAULT_JITTER,
     folds: int = BLEND_FOLDS,
     n_val: int = BLEND_VAL_TRIPLES,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Per subset, the weight ``w`` of ``(1 - w) * forest + w * product``, chosen on out-of-fold accuracy.
 
-    Stacking on fusion-train only: for each fold, a forest is fitted (same settings as the final
-    one, ``n_fit`` triples) on triples from the other folds' items and scored on triples from this
-    fold's items; folds split every modality by group (speech: by actor, in order). The weight is
-    then picked by :func:`one_standard_error_choice`. Returns (weights, the out-of-fold table).
+    Stacking on fusion-train only: for each fold, ``fit(parts, labels=..., seed=...)`` (the final
+    model's recipe, a partial of :func:`fit_model`) fits a forest on the other folds' items, which
+    is scored on triples from this fold's items; folds split every modality by group (speech: by
+    actor, in order). The weight is then picked by :func:`one_standard_error_choice`.
+    Returns (weights, the out-of-fold table).
     """
     rng = np.random.default_rng(seed + 3)
     n_folds = min(folds, *(len(np.unique(items.groups)) for items in fit_parts.values()))
@@ -205,15 +204,7 @@ def fit_product_weights(
         train = {m: items.take(fold[m] != k) for m, items in fit_parts.items()}
         held = {m: items.take(fold[m] == k) for m, items in fit_parts.items()}
         fold_labels = sorted(set(labels) & set(common_labels(train)) & set(common_labels(held)))
-        model = fit_model(
-            train,
-            labels=fold_labels,
-            seed=seed + k,
-            n_fit=n_fit,
-            temperatures=temperatures,
-            forest_params=forest_params,
-            jitter_sigma=jitter_sigma,
-        )
+        model = fit(train, labels=fold_labels, seed=seed + k)
         y, index = build_triples(held, n_val, np.random.default_rng(seed + 200 + k), fold_labels)
         scaled = model.scale_inputs(triple_probabilities(held, index))
         for subset, name in zip(SUBSETS, SUBSET_NAMES, strict=True):
@@ -335,15 +326,11 @@ def train_and_evaluate(
     }
     blend_tables: dict[str, dict[str, Any]] = {}
     for variant, temps in (("raw", None), ("temperature", temperatures)):
+        recipe = functools.partial(
+            fit_model, n_fit=n_fit, temperatures=temps, forest_params=forest_params, jitter_sigma=jitter_sigma
+        )
         weights, blend_tables[variant] = fit_product_weights(
-            fit_parts,
-            labels=labels,
-            seed=seed,
-            n_fit=n_fit,
-            temperatures=temps,
-            forest_params=forest_params,
-            jitter_sigma=jitter_sigma,
-            folds=blend_folds,
+            fit_parts, recipe, labels=labels, seed=seed, folds=blend_folds
         )
         variants[variant].product_weights = weights
     chosen = "temperature" if use_temperature else "raw"
