@@ -5,13 +5,15 @@ dependency attached (see app.py), so every route on it has a current user.
 """
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, time
 from typing import Annotated, Any, Literal
 
 import httpx
 from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
 from services.gateway import repository
 from services.gateway.auth import create_access_token, generate_api_key, hash_password, verify_password
@@ -320,6 +322,14 @@ async def predict_multimodal(
 # --- history ----------------------------------------------------------------------------------
 
 HistoryModality = Literal["speech", "text", "image", "multimodal"]
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _date_only_means_end_of_day(value: Any) -> Any:
+    """``to=2026-11-25`` includes that whole day (pydantic alone would read it as its first instant)."""
+    if isinstance(value, str) and _DATE_ONLY.fullmatch(value.strip()):
+        return datetime.combine(datetime.fromisoformat(value.strip()).date(), time.max)
+    return value
 
 
 def history_filter(
@@ -327,8 +337,14 @@ def history_filter(
         HistoryModality | None, Query(description="Input included this modality (or 'multimodal' requests).")
     ] = None,
     emotion: Annotated[Emotion | None, Query(description="Predicted (fused) label.")] = None,
-    date_from: Annotated[datetime | None, Query(alias="from", description="ISO 8601, inclusive.")] = None,
-    date_to: Annotated[datetime | None, Query(alias="to", description="ISO 8601, inclusive.")] = None,
+    date_from: Annotated[
+        datetime | None, Query(alias="from", description="ISO 8601, inclusive; a date alone starts at 00:00 UTC.")
+    ] = None,
+    date_to: Annotated[
+        datetime | None,
+        BeforeValidator(_date_only_means_end_of_day),
+        Query(alias="to", description="ISO 8601, inclusive; a date alone includes that whole day (UTC)."),
+    ] = None,
 ) -> HistoryFilter:
     """Query parameters shared by the history, statistics and export."""
     if date_from is not None and date_from.tzinfo is None:

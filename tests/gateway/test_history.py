@@ -82,6 +82,11 @@ async def test_list_is_newest_first_and_paginated(client, history):
         ("to=2026-11-20T10:30:00Z", [0]),
         ("from=2026-11-20T10:30:00Z&to=2026-11-22T23:30:00Z", [3, 2, 1]),
         ("modality=text&emotion=angry", [4]),
+        # A date alone: 'from' starts that day, 'to' includes all of it; an explicit midnight does not.
+        ("to=2026-11-20", [2, 1, 0]),
+        ("from=2026-11-22&to=2026-11-22", [4, 3]),
+        ("to=2026-11-20T00:00:00Z", []),
+        ("to=2026-11-21", [2, 1, 0]),
     ],
 )
 async def test_filters(client, history, query, expected):
