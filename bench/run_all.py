@@ -7,7 +7,10 @@ items from the data folder. Prints a table and the ratios that matter:
 * batch speed-up = items/s when a batch is sent / items/s one call at a time;
 * realtime factor (speech) = seconds of audio processed per second of wall time.
 
-    python bench/run_all.py [--data ../shared/data] [--n 64] [--only text,image]
+``fusion`` times the shipped fusion model on random probability vectors for all three modalities
+(its input is the other models' output, so no data files are needed).
+
+    python bench/run_all.py [--data ../shared/data] [--n 64] [--only text,image,fusion]
 """
 
 import argparse
@@ -47,8 +50,35 @@ def _sample_rows(data: Path, modality: str, n: int, seed: int) -> tuple[Path, li
     return folder, rng.sample(rows, n)
 
 
+def bench_fusion(n: int, seed: int) -> tuple[float, list[float], float, int]:
+    """(load + first call s, per-request latencies, one batch's seconds, n) for the fusion model."""
+    import numpy as np
+
+    from services.fusion.model import load
+    from services.fusion.settings import DEFAULT_MODEL_DIR
+
+    rng = np.random.default_rng(seed)
+    inputs = [{m: rng.dirichlet(np.ones(7)) for m in ("speech", "text", "image")} for _ in range(n)]
+    start = time.perf_counter()
+    model = load(DEFAULT_MODEL_DIR)
+    model.predict(inputs[:1])
+    first = time.perf_counter() - start
+    latencies = []
+    for item in inputs[1 : min(len(inputs), 33)]:
+        t0 = time.perf_counter()
+        model.predict([item])
+        latencies.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    model.predict(inputs)
+    return first, latencies, time.perf_counter() - t0, len(inputs)
+
+
 def bench_one(modality: str, data: Path, n: int, seed: int) -> dict[str, float]:
     """Measure one modality in this process."""
+    if modality == "fusion":
+        first, latencies, batch_seconds, count = bench_fusion(n, seed)
+        return _summary(first, latencies, batch_seconds, count)
+
     import importlib
 
     from training.manifest import read_manifest
@@ -84,9 +114,17 @@ def bench_one(modality: str, data: Path, n: int, seed: int) -> dict[str, float]:
     finally:
         manifest_path.unlink()
 
+    result = _summary(first, latencies, batch_seconds, len(inputs))
+    if modality == "speech":
+        audio_seconds = sum(float(r["duration_s"]) for r in rows)
+        result["realtime_factor"] = audio_seconds / batch_seconds
+    return result
+
+
+def _summary(first: float, latencies: list[float], batch_seconds: float, count: int) -> dict[str, float]:
     single_rate = 1 / statistics.mean(latencies)
-    batch_rate = len(inputs) / batch_seconds
-    result = {
+    batch_rate = count / batch_seconds
+    return {
         "load_and_first_s": first,
         "p50_ms": 1000 * statistics.median(latencies),
         "p95_ms": 1000 * sorted(latencies)[int(0.95 * (len(latencies) - 1))],
@@ -95,10 +133,6 @@ def bench_one(modality: str, data: Path, n: int, seed: int) -> dict[str, float]:
         "batch_speedup": batch_rate / single_rate,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
-    if modality == "speech":
-        audio_seconds = sum(float(r["duration_s"]) for r in rows)
-        result["realtime_factor"] = audio_seconds / batch_seconds
-    return result
 
 
 def main() -> int:
@@ -106,7 +140,7 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default="text,speech,image")
+    parser.add_argument("--only", default="text,speech,image,fusion")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="write the results as JSON")
     args = parser.parse_args()
