@@ -59,10 +59,10 @@ DEFAULT_FOREST: dict[str, Any] = {
     "n_estimators": 150,
     "max_leaf_nodes": 256,
     "min_samples_leaf": 10,
-    "max_features": 1,
+    "max_features": "sqrt",
 }
 #: Defaults = what ``--select`` chose on the inner fusion-train split for the shipped model.
-DEFAULT_JITTER = 1.0
+DEFAULT_JITTER = 0.7
 #: Whether the shipped forest takes temperature-scaled inputs (``--temperature`` / ``--no-temperature``).
 DEFAULT_TEMPERATURE = True
 #: Candidates tried by ``--select`` (on an inner split of fusion-train only): (forest overrides, jitter).
