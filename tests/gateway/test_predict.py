@@ -392,3 +392,24 @@ async def test_services_health_reports_each_service(client, upstream):
     assert services["speech"] == {"status": "not_ready", "url": SPEECH, "detail": "Not ready: model file missing"}
     assert services["fusion"]["status"] == "unreachable"
     assert {TEXT, IMAGE, FUSION} <= {s["url"] for s in services.values()}
+
+
+async def test_oversized_multipart_text_field_is_400_with_the_reason(client, upstream, headers):
+    """Starlette caps a non-file multipart field at 1 MB: a clear 400 in our error shape, no service called."""
+    response = await client.post("/api/predict/multimodal", data={"text": "a" * (1024 * 1024 + 1)}, headers=headers)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "bad_request"
+    assert "exceeded maximum size" in body["detail"]
+    assert not any(upstream[name].called for name in ("speech", "text", "image", "fusion"))
+
+
+async def test_malformed_multipart_is_400_with_the_parser_message(client, headers):
+    response = await client.post(
+        "/api/predict/multimodal",
+        content=b"--x\r\nContent-Disposition: form-data\r\n\r\nhello\r\n--x--\r\n",
+        headers={**headers, "Content-Type": "multipart/form-data; boundary=x"},
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "bad_request"
+    assert response.json()["detail"] != "There was an error parsing the body"
