@@ -91,6 +91,18 @@ def stack_features(probabilities: Mapping[str, np.ndarray], present: np.ndarray)
     return x
 
 
+def product_posterior(x: np.ndarray) -> np.ndarray:
+    """The product-rule posterior columns of an (n, 31) feature matrix."""
+    result: np.ndarray = np.asarray(x)[:, _PRODUCT]
+    return result
+
+
+def blend(forest: np.ndarray, product: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
+    """``(1 - weight) * forest + weight * product``: the fused output (``weight`` scalar or one per row)."""
+    result: np.ndarray = (1.0 - weight) * forest + weight * product
+    return result
+
+
 def subset_codes(x: np.ndarray) -> np.ndarray:
     """Per row of a feature matrix, the index into :data:`SUBSETS` of the modalities present (-1: none)."""
     flags = np.asarray(x)[:, _FLAGS] > 0.5
@@ -155,10 +167,13 @@ class FusionModel:
     def predict_features(self, x: np.ndarray) -> np.ndarray:
         """Fused (n, 7) probabilities for an already built (n, 31) feature matrix."""
         x = np.asarray(x, dtype=np.float64)
+        return self.blend_forest(x, self.forest_probabilities(x))
+
+    def blend_forest(self, x: np.ndarray, forest: np.ndarray) -> np.ndarray:
+        """The fused output for feature matrix ``x`` given the forest's probabilities for it."""
         weights = np.array([self.product_weights.get(name, 0.0) for name in SUBSET_NAMES] + [0.0])
         w = weights[subset_codes(x)][:, None]  # code -1 (no modality) indexes the trailing 0.0
-        result: np.ndarray = (1.0 - w) * self.forest_probabilities(x) + w * x[:, _PRODUCT]
-        return result
+        return blend(forest, product_posterior(x), w)
 
     def forest_probabilities(self, x: np.ndarray) -> np.ndarray:
         """The forest's own (n, 7) class probabilities for an (n, 31) feature matrix (no blending)."""

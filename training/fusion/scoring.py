@@ -37,10 +37,11 @@ def score_subsets(
         singles = {m: summary(y, probabilities[m]) for m in subset}
         best = max(singles, key=lambda m: singles[m]["accuracy"])
         x = stack_features(scaled, subset_mask(subset, len(y)))
+        forest = model.forest_probabilities(x)
         entry: dict[str, Any] = {
             "modalities": list(subset),
-            "fusion": summary(y, model.predict_features(x)),
-            "forest_only": summary(y, model.forest_probabilities(x)),
+            "fusion": summary(y, model.blend_forest(x, forest)),
+            "forest_only": summary(y, forest),
             "product_weight": model.product_weights.get(name, 0.0),
             "single": singles,
             "best_single": best,

@@ -37,6 +37,8 @@ from services.fusion.model import (
     SUBSETS,
     FusionModel,
     apply_temperature,
+    blend,
+    product_posterior,
     stack_features,
 )
 from shared.labels import LABELS, MODALITIES
@@ -45,7 +47,6 @@ from training.fusion.data import (
     build_triples,
     common_labels,
     jitter,
-    product_baseline,
     split_items,
     subset_mask,
     training_matrix,
@@ -209,9 +210,9 @@ def fit_product_weights(
         scaled = model.scale_inputs(triple_probabilities(held, index))
         for subset, name in zip(SUBSETS, SUBSET_NAMES, strict=True):
             x = stack_features(scaled, subset_mask(subset, len(y)))
-            forest, product = model.forest_probabilities(x), product_baseline(scaled, subset)
+            forest, product = model.forest_probabilities(x), product_posterior(x)
             for i, w in enumerate(grid):
-                correct[name][i] += np.sum(((1 - w) * forest + w * product).argmax(axis=1) == y)
+                correct[name][i] += np.sum(blend(forest, product, w).argmax(axis=1) == y)
         total += len(y)
     oof = {name: c / total for name, c in correct.items()}
     # One modality: the forest's remapping of its vector or the vector itself, nothing in between.
@@ -311,24 +312,14 @@ def train_and_evaluate(
     test_probs = triple_probabilities(test_parts, test_index)
 
     # Same seed for both variants (same triples, drop pattern and jitter), so they differ only by the scaling.
-    variants = {
-        variant: fit_model(
-            fit_parts,
-            labels=labels,
-            seed=seed,
-            n_fit=n_fit,
-            temperatures=temps,
-            forest_params=forest_params,
-            jitter_sigma=jitter_sigma,
-            version=version,
-        )
-        for variant, temps in (("raw", None), ("temperature", temperatures))
-    }
+    # One recipe per variant fits both its forest and, out of fold, its product-rule weights.
+    variants: dict[str, FusionModel] = {}
     blend_tables: dict[str, dict[str, Any]] = {}
     for variant, temps in (("raw", None), ("temperature", temperatures)):
         recipe = functools.partial(
             fit_model, n_fit=n_fit, temperatures=temps, forest_params=forest_params, jitter_sigma=jitter_sigma
         )
+        variants[variant] = recipe(fit_parts, labels=labels, seed=seed, version=version)
         weights, blend_tables[variant] = fit_product_weights(
             fit_parts, recipe, labels=labels, seed=seed, folds=blend_folds
         )
