@@ -28,6 +28,7 @@ from services.gateway.db import (
     wait_for_database,
 )
 from services.gateway.deps import current_principal, limit_by_ip
+from services.gateway.docs import install_docs
 from services.gateway.errors import DatabaseNotMigrated, UpstreamFailure
 from services.gateway.fanout import Fanout
 from services.gateway.ratelimit import RateLimits
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(public_router, prefix="/api", dependencies=[Depends(limit_by_ip)])
     app.include_router(protected_router, prefix="/api", dependencies=[Depends(limit_by_ip), Depends(current_principal)])
 
+    install_docs(app)  # self-hosted Swagger UI and ReDoc instead of FastAPI's CDN pages
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _use_error_shape_for_validation_errors(app)
 
