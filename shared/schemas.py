@@ -111,3 +111,35 @@ class FuseResponse(BaseModel):
     probabilities: dict[Emotion, float]
     modalities: list[Modality]
     model: ModelInfo
+
+
+class TranscriptSegment(BaseModel):
+    """One timed stretch of a transcript."""
+
+    start: float = Field(ge=0, description="Start, in seconds from the beginning of the audio.", examples=[0.0])
+    end: float = Field(ge=0, description="End, in seconds.", examples=[2.0])
+    text: str = Field(examples=["Kids are talking by the door."])
+
+
+class Transcription(BaseModel):
+    """What the transcription service answers: the language, timed segments and the model."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "language": "en",
+                    "duration_s": 2.18,
+                    "text": "Kids are talking by the door.",
+                    "segments": [{"start": 0.0, "end": 2.0, "text": "Kids are talking by the door."}],
+                    "model": {"name": "whisper-base-ct2", "version": "1.0.0-int8"},
+                }
+            ]
+        }
+    )
+
+    language: str = Field(description="ISO 639-1 code of the spoken language (given or detected).")
+    duration_s: float = Field(ge=0, description="Length of the decoded audio, in seconds.")
+    text: str = Field(description="The segments' text joined by spaces; empty when nothing was said.")
+    segments: list[TranscriptSegment]
+    model: ModelInfo
