@@ -2,11 +2,12 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends
 
 from services.fusion.errors import MODEL_NOT_READY, NO_MODALITIES
 from services.fusion.model import FusionModel
-from shared.errors import InvalidInput, ModelNotReady, error_responses
+from shared.deps import MetricsDep, get_model
+from shared.errors import InvalidInput, error_responses
 from shared.labels import LABELS, Emotion
 from shared.schemas import (
     EXAMPLE_PROBABILITIES,
@@ -18,7 +19,9 @@ from shared.schemas import (
 )
 from shared.service import run_inference
 
-router = APIRouter(tags=["fusion"])
+ModelDep = Annotated[FusionModel, Depends(get_model)]
+
+router = APIRouter()
 
 _SAD = {"angry": 0.05, "disgust": 0.02, "fear": 0.08, "happy": 0.03, "sad": 0.7, "surprise": 0.02, "neutral": 0.1}
 FUSE_EXAMPLES: dict[str, Any] = {
@@ -31,17 +34,6 @@ FUSE_EXAMPLES: dict[str, Any] = {
 }
 
 
-def get_model(request: Request) -> FusionModel:
-    """The loaded forest, or 503 with the reason it is not loaded."""
-    model: FusionModel | None = request.app.state.model
-    if model is None:
-        raise ModelNotReady(f"{MODEL_NOT_READY}: {request.app.state.not_ready_reason}")
-    return model
-
-
-ModelDep = Annotated[FusionModel, Depends(get_model)]
-
-
 @router.post(
     "/fuse",
     operation_id="fuse",
@@ -52,18 +44,26 @@ ModelDep = Annotated[FusionModel, Depends(get_model)]
         "with the product of the given vectors by a weight fitted per modality subset."
     ),
     response_model=FuseResponse,
-    responses=error_responses(422, 503),
+    responses=error_responses(
+        422,
+        503,
+        examples={
+            422: (NO_MODALITIES, "invalid_input"),
+            503: (f"{MODEL_NOT_READY}: loading the model", "model_not_ready"),
+        },
+    ),
 )
 async def fuse(
-    request: Request,
     model: ModelDep,
+    metrics: MetricsDep,
     body: Annotated[FuseRequest, Body(openapi_examples=FUSE_EXAMPLES)],
 ) -> FuseResponse:
+    """The fused probabilities of the given modalities (none given: 422)."""
     present = body.present()
     if not present:
         raise InvalidInput(NO_MODALITIES)
     item = {str(m): vector_from_probabilities(p) for m, p in present.items()}
-    fused = await run_inference(request.app.state.metrics, model.predict, [item])
+    fused = await run_inference(metrics, model.predict, [item])
     vector = fused[0]
     return FuseResponse(
         label=Emotion(LABELS[int(vector.argmax())]),

@@ -1,11 +1,13 @@
 """Text-specific input errors; their messages are constants reused by OpenAPI examples and tests."""
 
+from shared.errors import MODEL_NOT_LOADED as _MODEL_NOT_LOADED
 from shared.errors import InvalidInput
 
+MODEL_TITLE = "Text"
 EMPTY_TEXT = "Text is empty (or only whitespace/control characters)"
 TEXT_TOO_LONG = "Text is {length:,} characters long; the limit is {limit:,}"
-BATCH_TOO_LARGE = "Batch has {size} texts; the limit is {limit}"
-MODEL_NOT_LOADED = "Text model is not loaded: {reason}"
+LONE_SURROGATE = "Text contains a lone UTF-16 surrogate at position {position}: it is not valid Unicode"
+MODEL_NOT_LOADED = _MODEL_NOT_LOADED.format(model=MODEL_TITLE, reason="{reason}")
 
 
 class EmptyText(InvalidInput):
@@ -20,7 +22,7 @@ class TextTooLong(InvalidInput):
     code = "text_too_long"
 
 
-class BatchTooLarge(InvalidInput):
-    """More texts than ``max_batch_size`` in one call."""
+class InvalidText(InvalidInput):
+    """The string is not valid Unicode (a lone surrogate, which JSON can carry but UTF-8 cannot)."""
 
-    code = "batch_too_large"
+    code = "invalid_text"

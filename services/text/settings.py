@@ -19,7 +19,6 @@ class Settings(BaseServiceSettings):
     model_kind: Literal["minilm", "bilstm"] = Field(default="minilm", description="Which model to serve.")
     max_text_chars: int = Field(default=5000, gt=0, description="Longest text accepted, in characters.")
     max_batch_size: int = Field(default=32, gt=0, description="Most texts in one /predict/batch call.")
-    port: int = 8002
 
     @property
     def model_path(self) -> Path:

@@ -60,15 +60,24 @@ async def test_at_the_limit_is_accepted_and_flagged_truncated(client: httpx.Asyn
     assert response.json()["truncated"] is True
 
 
-@pytest.mark.parametrize(
-    "text", ["I love this 😍🎉", "أنا سعيد جدا اليوم", "nul\x00inside", "lone \ud800 surrogate", "עברית\u202e"]
-)
+@pytest.mark.parametrize("text", ["I love this 😍🎉", "أنا سعيد جدا اليوم", "nul\x00inside", "עברית\u202e"])
 async def test_any_unicode(client: httpx.AsyncClient, text: str) -> None:
-    # json.dumps escapes to ASCII (\\uXXXX), so even a lone surrogate reaches the server as valid JSON.
+    # json.dumps escapes to ASCII (\\uXXXX): what arrives is what a JSON client sends.
     body = json.dumps({"text": text}).encode()
     response = await client.post("/predict", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
     assert_prediction(response.json())
+
+
+@pytest.mark.parametrize("path", ["/predict", "/predict/batch"])
+async def test_lone_surrogate_is_422_like_at_the_gateway(client: httpx.AsyncClient, path: str) -> None:
+    # Valid JSON (an escaped \ud800), but not Unicode: the gateway refuses it too.
+    payload = {"text": "lone \ud800 surrogate"} if path == "/predict" else {"texts": ["fine", "lone \ud800"]}
+    body = json.dumps(payload).encode()
+    response = await client.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["code"] == "invalid_text"
+    assert "surrogate" in response.json()["detail"]
 
 
 async def test_wrong_body_is_422(client: httpx.AsyncClient) -> None:
@@ -128,10 +137,12 @@ async def test_model_missing_is_503(tmp_path) -> None:
         ready = await c.get("/readyz")
         assert ready.status_code == 503
         assert "config.json is missing" in ready.json()["detail"]
+        assert str(tmp_path) not in ready.text, "/readyz must not show server file paths"
         response = await c.post("/predict", json={"text": "I am so happy today!"})
         assert response.status_code == 503
         assert response.json()["code"] == "model_not_ready"
-        assert str(tmp_path / "minilm") in response.json()["detail"]
+        assert str(tmp_path) not in response.text
+        assert "config.json is missing" in response.json()["detail"]
         assert (await c.post("/predict/batch", json={"texts": ["hi"]})).status_code == 503
 
 
