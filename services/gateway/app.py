@@ -28,7 +28,7 @@ from services.gateway.db import (
     wait_for_database,
 )
 from services.gateway.deps import current_principal, limit_by_ip
-from services.gateway.docs import install_docs
+from services.gateway.docs import CSP_BY_PATH, DASHBOARD_CSP, install_docs
 from services.gateway.errors import DatabaseNotMigrated, UpstreamFailure
 from services.gateway.fanout import Fanout
 from services.gateway.ratelimit import RateLimits
@@ -143,6 +143,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings=settings,
         lifespan=lifespan,
         openapi_tags=TAGS,
+        csp=DASHBOARD_CSP,
+        csp_by_path=CSP_BY_PATH,
     )
     app.state.settings = settings
     app.state.rate_limits = RateLimits(settings)

@@ -31,6 +31,20 @@ ASSETS: Final = {
 #: The assets change only with the package version: let browsers keep them for a day.
 ASSET_CACHE_CONTROL: Final = "public, max-age=86400"
 
+_FRAMING: Final = "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+#: The dashboard at / (and the API): its own files only, plus blob: to preview a picked or recorded file.
+DASHBOARD_CSP: Final = f"default-src 'self'; img-src 'self' blob:; media-src 'self' blob:; {_FRAMING}"
+#: Swagger UI and ReDoc, self-hosted: no CDN; their bundles add inline styles, ReDoc runs a blob: worker.
+DOCS_CSP: Final = (
+    f"default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; {_FRAMING}"
+)
+#: FastAPI's OAuth2 redirect page is one inline script (only authorization-code flows use it).
+OAUTH2_REDIRECT_CSP: Final = DOCS_CSP.replace(
+    "default-src 'self';", "default-src 'self'; script-src 'self' 'unsafe-inline';"
+)
+#: ``csp_by_path`` for create_service_app: the docs pages' own policies.
+CSP_BY_PATH: Final = {DOCS_URL: DOCS_CSP, REDOC_URL: DOCS_CSP, OAUTH2_REDIRECT_URL: OAUTH2_REDIRECT_CSP}
+
 
 def assets_dir() -> Path:
     """Where ``fastapi-offline`` keeps Swagger UI's and ReDoc's files."""
