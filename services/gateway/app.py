@@ -17,7 +17,6 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.gateway.api import protected_router, public_router
 from services.gateway.db import (
     alembic_config,
     check_migrated,
@@ -32,6 +31,7 @@ from services.gateway.docs import CSP_BY_PATH, DASHBOARD_CSP, install_docs
 from services.gateway.errors import DatabaseNotMigrated, UpstreamFailure
 from services.gateway.fanout import Fanout
 from services.gateway.ratelimit import RateLimits
+from services.gateway.routes import auth, health, history, keys, predictions
 from services.gateway.settings import Settings, get_settings
 from shared.errors import error_response
 from shared.http import make_client
@@ -154,8 +154,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return error_response(exc.status_code, exc.detail, code=exc.code, errors=exc.errors)
 
     app.add_exception_handler(UpstreamFailure, on_upstream_failure)
-    app.include_router(public_router, prefix="/api", dependencies=[Depends(limit_by_ip)])
-    app.include_router(protected_router, prefix="/api", dependencies=[Depends(limit_by_ip), Depends(current_principal)])
+    public = [Depends(limit_by_ip)]
+    protected = [Depends(limit_by_ip), Depends(current_principal)]
+    app.include_router(auth.public_router, prefix="/api", dependencies=public)
+    app.include_router(health.router, prefix="/api", dependencies=public)
+    app.include_router(auth.router, prefix="/api", dependencies=protected)
+    app.include_router(keys.router, prefix="/api", dependencies=protected)
+    app.include_router(predictions.router, prefix="/api", dependencies=protected)
+    app.include_router(history.router, prefix="/api", dependencies=protected)
 
     install_docs(app)  # self-hosted Swagger UI and ReDoc instead of FastAPI's CDN pages
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

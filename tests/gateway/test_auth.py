@@ -238,11 +238,12 @@ async def test_tampered_payload_is_refused(client):
 
 
 def test_production_refuses_the_default_secret():
+    internal = {"internal_token": "i" * 40}  # production also requires it (checked in shared/settings)
     with pytest.raises(ValidationError, match="SECRET_KEY"):
-        Settings(_env_file=None, environment="production")  # type: ignore[call-arg]
+        Settings(_env_file=None, environment="production", **internal)  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="SECRET_KEY"):
-        Settings(_env_file=None, environment="production", secret_key="short")  # type: ignore[call-arg]
-    settings = Settings(_env_file=None, environment="production", secret_key="x" * 40)  # type: ignore[call-arg]
+        Settings(_env_file=None, environment="production", secret_key="short", **internal)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, environment="production", secret_key="x" * 40, **internal)  # type: ignore[call-arg]
     assert settings.secret_key.get_secret_value() == "x" * 40
     assert "x" * 40 not in repr(settings)
 

@@ -1,0 +1,58 @@
+"""Downstream health: the inference and fusion services' readiness, as the gateway sees it."""
+
+import asyncio
+from typing import Literal
+
+import httpx
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from services.gateway.deps import SettingsDep
+from shared.errors import error_responses
+from shared.labels import Modality
+
+#: Public (no credentials).
+router = APIRouter(tags=["health"])
+
+
+class ServiceHealth(BaseModel):
+    """A downstream service's readiness as seen from the gateway."""
+
+    status: Literal["ready", "not_ready", "unreachable"]
+    url: str
+    detail: str | None = None
+
+
+class ServicesHealth(BaseModel):
+    """Readiness of every downstream service."""
+
+    services: dict[str, ServiceHealth]
+
+
+@router.get(
+    "/health/services",
+    operation_id="services_health",
+    summary="Readiness of the inference and fusion services",
+    responses=error_responses(429),
+)
+async def services_health(request: Request, settings: SettingsDep) -> ServicesHealth:
+    """Each service's /readyz, asked concurrently (the gateway's own /readyz covers only its DB)."""
+    client: httpx.AsyncClient = request.app.state.http_client
+    names = [*(str(m) for m in Modality), "fusion"]
+
+    async def check(name: str) -> ServiceHealth:
+        url = settings.service_url(name)
+        try:
+            response = await client.get(f"{url}/readyz", timeout=settings.health_timeout_s)
+        except httpx.HTTPError as exc:
+            return ServiceHealth(status="unreachable", url=url, detail=type(exc).__name__)
+        if response.status_code == 200:
+            return ServiceHealth(status="ready", url=url)
+        try:
+            detail = str(response.json().get("detail"))
+        except (ValueError, AttributeError):
+            detail = f"HTTP {response.status_code}"
+        return ServiceHealth(status="not_ready", url=url, detail=detail)
+
+    results = await asyncio.gather(*(check(n) for n in names))
+    return ServicesHealth(services=dict(zip(names, results, strict=True)))
