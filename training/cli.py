@@ -44,7 +44,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         for subset, metrics in results.items():
             print(
-                f"{subset:<22} accuracy={metrics['accuracy']:.4f}  macro_f1={metrics['macro_f1']:.4f}  n={metrics['n']}"
+                f"{subset:<22} accuracy={metrics['accuracy']:.4f}  macro_f1={metrics['macro_f1']:.4f}  "
+                f"ece={metrics['ece']:.4f}  nll={metrics['nll']:.4f}  brier={metrics['brier']:.4f}  n={metrics['n']}"
             )
         _write_json(args.json, results)
         return 0

@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from shared.labels import LABELS
+from training.calibration import calibration_metrics
 
 
 def classification_report(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, Any]:
@@ -49,6 +50,8 @@ def report_from_probabilities(y_true: Sequence[int], probabilities: np.ndarray) 
     predicted = np.where(unanswered, NO_PREDICTION, np.nan_to_num(matrix, nan=0.0).argmax(axis=1))
     report = classification_report(list(y_true), predicted.tolist())
     report["no_prediction"] = int(unanswered.sum())
+    # Calibration is measured on the answered rows: an unanswered row has no confidence to judge.
+    report.update(calibration_metrics(np.asarray(y_true)[~unanswered], matrix[~unanswered]))
     return report
 
 
@@ -59,6 +62,8 @@ def format_report(report: dict[str, Any], title: str = "") -> str:
         f"n={report['n']}  accuracy={report['accuracy']:.4f}  "
         f"macro_f1={report['macro_f1']:.4f}  weighted_f1={report['weighted_f1']:.4f}"
     )
+    if "ece" in report:
+        lines.append(f"ece={report['ece']:.4f}  nll={report['nll']:.4f}  brier={report['brier']:.4f}")
     if report.get("no_prediction"):
         lines.append(f"no prediction (counted as wrong): {report['no_prediction']}")
     lines.append("")

@@ -6,14 +6,20 @@ from typing import Any
 import numpy as np
 
 from services.fusion.model import SUBSETS, FusionModel, stack_features
+from training.calibration import calibration_metrics
 from training.fusion.data import mean_baseline, product_baseline, subset_mask
 from training.report import classification_report
 
 
 def summary(y: np.ndarray, probabilities: np.ndarray) -> dict[str, Any]:
-    """Accuracy, macro-F1 and n of the arg-max of ``probabilities`` (via training.report)."""
+    """Accuracy, macro-F1, n and calibration (ECE, NLL, Brier) of ``probabilities`` (via training.report)."""
     report = classification_report(y.tolist(), np.asarray(probabilities).argmax(axis=1).tolist())
-    return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n": report["n"]}
+    return {
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "n": report["n"],
+        **calibration_metrics(y, probabilities),
+    }
 
 
 def fuse_subset(model: FusionModel, probabilities: Mapping[str, np.ndarray], subset: tuple[str, ...]) -> np.ndarray:

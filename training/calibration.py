@@ -1,0 +1,156 @@
+"""Calibration metrics (ECE, NLL, Brier), reliability diagrams, and fitting the shipped calibrators.
+
+Every evaluator reports the same keys (``ece``, ``nll``, ``brier``); the calibrator itself is
+:class:`shared.calibration.Calibrator`, fitted here on validation data the model did not train on.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+
+from shared.calibration import EPSILON, Calibrator
+from shared.labels import NUM_LABELS
+
+#: Equal-width confidence bins for the expected calibration error (the usual 15).
+ECE_BINS = 15
+
+
+def _checked(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != NUM_LABELS or len(y) != len(p):
+        raise ValueError(f"need (n, {NUM_LABELS}) probabilities and n labels, got {p.shape} and {len(y)}")
+    return y, p
+
+
+def reliability_bins(
+    y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS
+) -> list[dict[str, float]]:
+    """Per confidence bin: its range, count, mean confidence and accuracy of the top label."""
+    y, p = _checked(y_true, probabilities)
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Right-closed bins (0, 1/15], ..., as in Guo et al. 2017; a confidence of exactly 0 goes to the first.
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        mask = index == b
+        count = int(mask.sum())
+        rows.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": count,
+                "confidence": float(confidence[mask].mean()) if count else 0.0,
+                "accuracy": float(correct[mask].mean()) if count else 0.0,
+            }
+        )
+    return rows
+
+
+def calibration_metrics(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """Expected calibration error (15 bins, top label), negative log-likelihood and Brier score."""
+    y, p = _checked(y_true, probabilities)
+    n = len(y)
+    if n == 0:
+        return {"ece": float("nan"), "nll": float("nan"), "brier": float("nan")}
+    ece = sum(r["count"] / n * abs(r["accuracy"] - r["confidence"]) for r in reliability_bins(y, p))
+    nll = float(-np.log(np.clip(p[np.arange(n), y], EPSILON, 1.0)).mean())
+    onehot = np.eye(NUM_LABELS)[y]
+    brier = float(((p - onehot) ** 2).sum(axis=1).mean())
+    return {"ece": float(ece), "nll": nll, "brier": brier}
+
+
+def _log_probabilities(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), EPSILON, 1.0))
+
+
+def _nll_of_logits(logits: np.ndarray, y: np.ndarray) -> float:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(shifted).sum(axis=1))
+    return float((log_norm - shifted[np.arange(len(y)), y]).mean())
+
+
+def fit_temperature(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, fitted_on: str = "") -> Calibrator:
+    """The temperature that minimises NLL of ``softmax(log(p) / T)`` (searched on log T in [-3, 3])."""
+    y, p = _checked(y_true, probabilities)
+    logp = _log_probabilities(p)
+    result = minimize_scalar(
+        lambda log_t: _nll_of_logits(logp / np.exp(log_t), y), bounds=(-3.0, 3.0), method="bounded"
+    )
+    return Calibrator.temperature(float(np.exp(result.x)), fitted_on=fitted_on)
+
+
+def fit_vector(
+    y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, fitted_on: str = "", l2: float = 1e-2
+) -> Calibrator:
+    """Vector scaling: a positive scale and a bias per class, minimising NLL with a small L2 pull to identity."""
+    y, p = _checked(y_true, probabilities)
+    logp = _log_probabilities(p)
+    k = NUM_LABELS
+
+    def objective(theta: np.ndarray) -> float:
+        scale, bias = np.exp(theta[:k]), theta[k:]
+        return _nll_of_logits(logp * scale + bias, y) + l2 * float((theta**2).sum())
+
+    result = minimize(objective, np.zeros(2 * k), method="L-BFGS-B")
+    scale = tuple(float(v) for v in np.exp(result.x[:k]))
+    bias = tuple(float(v - result.x[k:].mean()) for v in result.x[k:])  # softmax ignores a shared offset
+    return Calibrator(kind="vector", scale=scale, bias=bias, fitted_on=fitted_on)
+
+
+def fit_calibrator(
+    y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, fitted_on: str = "", folds: int = 5, seed: int = 0
+) -> tuple[Calibrator, dict[str, Any]]:
+    """Temperature or vector scaling, whichever has the lower cross-validated NLL on this data.
+
+    Returns the winner refitted on all of it, and the out-of-fold NLL of each candidate.
+    """
+    y, p = _checked(y_true, probabilities)
+    order = np.random.default_rng(seed).permutation(len(y))
+    fold_of = np.empty(len(y), dtype=np.int64)
+    fold_of[order] = np.arange(len(y)) % folds
+    scores: dict[str, float] = {}
+    for name, fit in (("temperature", fit_temperature), ("vector", fit_vector)):
+        out_of_fold = np.empty_like(p)
+        for f in range(folds):
+            held = fold_of == f
+            out_of_fold[held] = fit(y[~held], p[~held])(p[held])
+        scores[name] = calibration_metrics(y, out_of_fold)["nll"]
+    best = min(scores, key=lambda name: scores[name])
+    chosen = (fit_temperature if best == "temperature" else fit_vector)(y, p, fitted_on=fitted_on)
+    return chosen, {"cv_nll": scores, "chosen": best}
+
+
+def save_reliability_png(
+    y_true: Sequence[int] | np.ndarray, curves: dict[str, np.ndarray], path: str, title: str
+) -> None:
+    """Reliability diagram (accuracy vs confidence per bin) for one or more probability matrices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 5.0))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    for name, probabilities in curves.items():
+        rows = [r for r in reliability_bins(y_true, probabilities) if r["count"]]
+        metrics = calibration_metrics(y_true, probabilities)
+        ax.plot(
+            [r["confidence"] for r in rows],
+            [r["accuracy"] for r in rows],
+            marker="o",
+            label=f"{name} (ECE {metrics['ece']:.3f}, NLL {metrics['nll']:.3f})",
+        )
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (top label)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
