@@ -43,6 +43,16 @@ class FaceEmotionModel:
     version: str
     tta: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
+    #: An onnxruntime session running the same network (see :mod:`services.image.onnx_runtime`).
+    session: Any = field(default=None, repr=False)
+    runtime: str = "torch"
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.session is None:
+            logits: torch.Tensor = self.network(x)
+            return logits
+        (out,) = self.session.run(None, {"pixels": x.numpy()})
+        return torch.from_numpy(np.asarray(out, dtype=np.float32))
 
     @torch.inference_mode()
     def predict(self, batch: Sequence[np.ndarray]) -> np.ndarray:
@@ -50,17 +60,31 @@ class FaceEmotionModel:
         if len(batch) == 0:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
         x = normalize(torch.from_numpy(np.stack([to_input(c) for c in batch])))
-        probs = self.network(x).softmax(dim=1)
-        if self.tta:
-            probs = (probs + self.network(torch.flip(x, dims=[3])).softmax(dim=1)) / 2
+        if self.tta:  # crops and their mirror images in one forward pass
+            logits = self._logits(torch.cat([x, torch.flip(x, dims=[3])]))
+            both = logits.softmax(dim=1)
+            probs = (both[: len(batch)] + both[len(batch) :]) / 2
+        else:
+            probs = self._logits(x).softmax(dim=1)
         result: np.ndarray = probs.double().numpy()
         # Renormalise in float64 so every row sums to 1 to well within the schema's tolerance.
         normalised: np.ndarray = result / result.sum(axis=1, keepdims=True)
         return normalised
 
 
-def load(path: str | Path, *, tta: bool = True) -> FaceEmotionModel:
-    """Load weights from a model directory (or the .pt file itself)."""
+def load(
+    path: str | Path,
+    *,
+    tta: bool = True,
+    runtime: str = "torch",
+    threads: int | None = None,
+    cache_dir: Path | None = None,
+) -> FaceEmotionModel:
+    """Load weights from a model directory (or the .pt file itself).
+
+    ``runtime``: ``torch``, ``onnx`` or ``onnx-int8`` (the network exported once to ONNX, cached in
+    ``cache_dir``, and run by onnxruntime with ``threads`` threads).
+    """
     file = Path(path)
     if file.is_dir():
         file = file / WEIGHTS_FILE
@@ -78,10 +102,38 @@ def load(path: str | Path, *, tta: bool = True) -> FaceEmotionModel:
     except Exception as exc:  # a corrupt or incompatible file: say so instead of crashing the service
         raise ModelLoadError(f"could not load {file}: {exc}") from exc
     network.eval()
-    return FaceEmotionModel(
+    model = FaceEmotionModel(
         network=network,
         name=str(meta.get("name", "face-emotion")),
         version=str(meta.get("version", "0")),
         tta=tta,
         meta=meta,
     )
+    if runtime != "torch":
+        model.session = _onnx_session(network, file, runtime=runtime, threads=threads, cache_dir=cache_dir)
+        model.runtime = runtime
+    return model
+
+
+def _onnx_session(
+    network: torch.nn.Module, file: Path, *, runtime: str, threads: int | None, cache_dir: Path | None
+) -> Any:
+    """An onnxruntime session for ``network`` (whatever class it is: the export traces it on a sample batch)."""
+    from services.image import onnx_runtime
+
+    if runtime not in onnx_runtime.RUNTIMES:
+        raise ModelLoadError(f"unknown runtime {runtime!r}; expected one of {', '.join(onnx_runtime.RUNTIMES)}")
+    key = onnx_runtime.artifact_key([file], runtime, onnx_runtime.EXPORT_VERSION)
+    target = (cache_dir or onnx_runtime.default_cache_dir()) / f"image-{runtime}-{key}.onnx"
+
+    def build() -> bytes:
+        sample = torch.zeros(2, 1, INPUT_SIZE, INPUT_SIZE)
+        data = onnx_runtime.export_bytes(
+            network, (sample,), input_names=["pixels"], dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}
+        )
+        return onnx_runtime.quantize_int8(data) if runtime == "onnx-int8" else data
+
+    try:
+        return onnx_runtime.session(onnx_runtime.cached_onnx(target, build), threads=threads)
+    except Exception as exc:  # an export or runtime failure must say which file, like a load failure
+        raise ModelLoadError(f"could not run {file} with {runtime}: {exc}") from exc

@@ -99,12 +99,20 @@ def _read_config(path: Path) -> dict[str, Any]:
     return config
 
 
-def load(path: str | Path, *, threads: int | None = None) -> TextModel:
-    """Load the model in ``path`` (a MiniLM or Bi-LSTM artefact folder, told apart by its config)."""
+def load(
+    path: str | Path, *, threads: int | None = None, runtime: str = "torch", cache_dir: Path | None = None
+) -> TextModel:
+    """Load the model in ``path`` (a MiniLM or Bi-LSTM artefact folder, told apart by its config).
+
+    ``runtime`` (MiniLM only): ``torch``, ``onnx`` or ``onnx-int8`` (see :mod:`services.text.onnx_runtime`);
+    ``cache_dir`` holds the exported ONNX files.
+    """
     folder = Path(path)
     config = _read_config(folder)
     kind = config.get("kind")
     if kind == "minilm":
+        if runtime != "torch":
+            return MiniLMEmotionModel.from_onnx(folder, config, runtime=runtime, threads=threads, cache_dir=cache_dir)
         return MiniLMEmotionModel.from_artifacts(folder, config, threads=threads)
     if kind == "bilstm":
         return BiLSTMEmotionModel.from_artifacts(folder, config)
@@ -198,6 +206,53 @@ class MiniLMEmotionModel:
     max_tokens: int
     # Hugging Face fast tokenizers raise "Already borrowed" when one instance is used from two threads.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: An onnxruntime session running the same graph (``network`` is then None); see ``from_onnx``.
+    session: Any = field(default=None, repr=False, compare=False)
+    runtime: str = "torch"
+
+    @classmethod
+    def from_onnx(
+        cls, folder: Path, config: dict[str, Any], *, runtime: str, threads: int | None, cache_dir: Path | None
+    ) -> MiniLMEmotionModel:
+        """Serve the artefact through onnxruntime; the ONNX file is exported once and cached."""
+        from services.text import onnx_runtime
+
+        if runtime not in onnx_runtime.RUNTIMES:
+            raise ArtifactError(f"unknown runtime {runtime!r}; expected one of {', '.join(onnx_runtime.RUNTIMES)}")
+        files = [folder / CONFIG_FILE, folder / DELTA_FILE, folder / HEAD_FILE]
+        for file in files[1:]:
+            if not file.is_file():
+                raise ArtifactError(f"no model at {folder}: {file.name} is missing")
+        key = onnx_runtime.artifact_key(files, runtime, onnx_runtime.EXPORT_VERSION)
+        target = (cache_dir or onnx_runtime.default_cache_dir()) / f"text-minilm-{runtime}-{key}.onnx"
+
+        def build() -> bytes:
+            import torch
+
+            torch_model = cls.from_artifacts(folder, config, threads=threads)
+            sample = torch_model.tokenizer(["a short sample", "a slightly longer sample text"], padding=True)
+            ids = torch.tensor(sample["input_ids"])
+            mask = torch.tensor(sample["attention_mask"])
+            axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}}
+            data = onnx_runtime.export_bytes(
+                torch_model.network, (ids, mask), input_names=["input_ids", "attention_mask"], dynamic_axes=axes
+            )
+            return onnx_runtime.quantize_int8(data) if runtime == "onnx-int8" else data
+
+        try:
+            session = onnx_runtime.session(onnx_runtime.cached_onnx(target, build), threads=threads)
+            tokenizer = load_tokenizer(str(config["encoder"]))
+        except OSError as exc:
+            raise ArtifactError(f"cannot load encoder {config['encoder']!r}: {exc}") from exc
+        return cls(
+            network=None,
+            tokenizer=tokenizer,
+            name=str(config.get("name", "minilm-emotion")),
+            version=str(config.get("version", "0")),
+            max_tokens=int(config["max_tokens"]),
+            session=session,
+            runtime=runtime,
+        )
 
     @classmethod
     def from_artifacts(cls, folder: Path, config: dict[str, Any], *, threads: int | None = None) -> MiniLMEmotionModel:
@@ -245,13 +300,11 @@ class MiniLMEmotionModel:
         return [n > self.max_tokens for n in self._lengths(texts)]
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw head outputs; texts are length-sorted into batches for less padding."""
-        import torch
-
+        """Raw head outputs; texts are length-sorted into batches, each padded to its longest text only."""
         cleaned = [clean_text(t) for t in texts]
         order = sorted(range(len(cleaned)), key=lambda i: len(cleaned[i]))
         out = np.zeros((len(cleaned), NUM_LABELS), dtype=np.float32)
-        with self.lock, torch.inference_mode():
+        with self.lock:
             for start in range(0, len(order), PREDICT_BATCH_SIZE):
                 idx = order[start : start + PREDICT_BATCH_SIZE]
                 enc = self.tokenizer(
@@ -259,11 +312,21 @@ class MiniLMEmotionModel:
                     truncation=True,
                     max_length=self.max_tokens,
                     padding=True,
-                    return_tensors="pt",
+                    return_tensors="np",
                 )
-                logits = self.network(enc["input_ids"], enc["attention_mask"])
-                out[idx] = logits.float().numpy()
+                out[idx] = self._forward(enc["input_ids"], enc["attention_mask"])
         return out
+
+    def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        ids, mask = input_ids.astype(np.int64), attention_mask.astype(np.int64)
+        if self.session is not None:
+            (logits,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            return np.asarray(logits, dtype=np.float32)
+        import torch
+
+        with torch.inference_mode():
+            result = self.network(torch.from_numpy(ids), torch.from_numpy(mask))
+        return np.asarray(result.float().numpy(), dtype=np.float32)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Softmax probabilities, (n, 7)."""
