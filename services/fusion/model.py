@@ -5,10 +5,14 @@ zeros when the modality is absent), one presence flag per modality, then the pro
 of the present modalities (normalised product of their probabilities, 7). So one forest serves
 every non-empty subset of modalities.
 
-Output: per modality subset, ``(1 - w) * forest + w * product-rule posterior``, with ``w`` fitted
-out-of-fold on fusion-train (stacking; ``w = 0`` is the forest alone). Where the forest does not
-generalise better than the modalities' own evidence (speech alone, trained on 6 actors), the
-fitted ``w`` hands the decision back to that evidence instead of to the forest.
+Output: one present modality comes back unchanged (its service already returns calibrated
+probabilities). For two or more, ``(1 - w) * forest + w * product-rule posterior`` with ``w``
+fitted out-of-fold on fusion-train (stacking; ``w = 0`` is the forest alone), then calibrated per
+subset by a temperature ``T_s`` fitted out-of-fold too, and softened by the correlation guard:
+the final temperature is ``T_s * (1 + c * (k - 1))`` for ``k`` present modalities. The forest and
+``T_s`` learn from triples whose modalities are independent given the label; real signals of one
+person are not, so ``c > 0`` (tunable, see the model card's stress test) keeps agreeing modalities
+from being counted as independent evidence.
 """
 
 import itertools
@@ -24,7 +28,9 @@ import numpy as np
 from shared.labels import LABELS, MODALITIES, NUM_LABELS
 
 #: Bumped when the artefact's layout changes; :func:`load` refuses other formats.
-ARTIFACT_FORMAT: Final[int] = 3
+ARTIFACT_FORMAT: Final[int] = 4
+#: Older formats :func:`load` still reads (format 3 has no output calibration: T_s = 1, c = 0).
+READABLE_FORMATS: Final[frozenset[int]] = frozenset({3, ARTIFACT_FORMAT})
 #: File name of the forest inside the model directory.
 MODEL_FILE: Final[str] = "fusion_forest.joblib"
 NUM_MODALITIES: Final[int] = len(MODALITIES)
@@ -110,6 +116,25 @@ def subset_codes(x: np.ndarray) -> np.ndarray:
     return np.array([lookup.get(tuple(row), -1) for row in flags.tolist()], dtype=np.int64)
 
 
+def check_output_temperatures(temperatures: Mapping[str, float]) -> dict[str, float]:
+    """``temperatures`` as a complete subset-name -> T dict (1.0 where absent); ValueError unless all in (0, 100]."""
+    unknown = set(temperatures) - set(SUBSET_NAMES)
+    if unknown:
+        raise ValueError(f"output temperatures for unknown subsets: {', '.join(sorted(unknown))}")
+    checked = {name: float(temperatures.get(name, 1.0)) for name in SUBSET_NAMES}
+    if not all(0.0 < t <= 100.0 for t in checked.values()):
+        raise ValueError(f"output temperatures must lie in (0, 100], got {checked}")
+    return checked
+
+
+def check_correlation(correlation: float) -> float:
+    """The correlation guard ``c``; ValueError unless it lies in [0, 1]."""
+    value = float(correlation)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"the correlation guard must lie in [0, 1], got {value}")
+    return value
+
+
 def check_product_weights(weights: Mapping[str, float]) -> dict[str, float]:
     """``weights`` as a complete subset-name -> weight dict; ValueError unless every weight is in [0, 1]."""
     unknown = set(weights) - set(SUBSET_NAMES)
@@ -157,17 +182,48 @@ class FusionModel:
     temperatures: dict[str, float] = field(default_factory=lambda: dict.fromkeys(MODALITIES, 1.0))
     #: Per subset name, the weight of the product-rule posterior in the output (0.0 = forest alone).
     product_weights: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SUBSET_NAMES, 0.0))
+    #: Per subset name, the temperature calibrating the blended output (1.0 = none; singles are never scaled).
+    output_temperatures: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SUBSET_NAMES, 1.0))
+    #: The correlation guard ``c`` in [0, 1]: 0 trusts the independence of the training triples.
+    correlation: float = 0.0
     #: Free-form provenance (training data, seed, metrics file), stored with the forest.
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def predict(self, batch: Sequence[FusionInput]) -> np.ndarray:
-        """Fused (n, 7) probabilities for a batch of modality -> probability-vector mappings."""
-        return self.predict_features(features(batch, self.temperatures))
+    def predict(self, batch: Sequence[FusionInput], correlation: float | None = None) -> np.ndarray:
+        """Fused (n, 7) probabilities for a batch of modality -> probability-vector mappings.
 
-    def predict_features(self, x: np.ndarray) -> np.ndarray:
-        """Fused (n, 7) probabilities for an already built (n, 31) feature matrix."""
+        A row with one modality is that modality's vector, exactly; ``correlation`` overrides the
+        model's guard ``c`` for this call (e.g. from the service's settings).
+        """
+        fused = self.predict_features(features(batch, self.temperatures), correlation)
+        for i, item in enumerate(batch):
+            if len(item) == 1:
+                fused[i] = np.asarray(next(iter(item.values())), dtype=np.float64)
+        return fused
+
+    def predict_features(self, x: np.ndarray, correlation: float | None = None) -> np.ndarray:
+        """Fused and calibrated (n, 7) probabilities for an already built (n, 31) feature matrix.
+
+        Rows with one modality give its (temperature-scaled) input vector; :meth:`predict` returns the raw one.
+        """
         x = np.asarray(x, dtype=np.float64)
-        return self.blend_forest(x, self.forest_probabilities(x))
+        return self.calibrate(x, self.blend_forest(x, self.forest_probabilities(x)), correlation)
+
+    def calibrate(self, x: np.ndarray, blended: np.ndarray, correlation: float | None = None) -> np.ndarray:
+        """Per-subset output temperature times the correlation guard; single-modality rows pass through."""
+        c = self.correlation if correlation is None else check_correlation(correlation)
+        codes = subset_codes(x)
+        temps = np.array([self.output_temperatures.get(name, 1.0) for name in SUBSET_NAMES] + [1.0])[codes]
+        present = np.asarray(x)[:, _FLAGS].sum(axis=1)
+        temps = temps * (1.0 + c * np.maximum(present - 1.0, 0.0))
+        out = np.array(blended, dtype=np.float64)
+        single = present <= 1
+        out[single] = product_posterior(x)[single]
+        scaled = ~single & (temps != 1.0)
+        for t in np.unique(temps[scaled]):
+            rows = scaled & (temps == t)
+            out[rows] = apply_temperature(out[rows], float(t))
+        return out
 
     def blend_forest(self, x: np.ndarray, forest: np.ndarray) -> np.ndarray:
         """The fused output for feature matrix ``x`` given the forest's probabilities for it."""
@@ -201,6 +257,8 @@ class FusionModel:
             "version": self.version,
             "temperatures": dict(self.temperatures),
             "product_weights": check_product_weights(self.product_weights),
+            "output_temperatures": check_output_temperatures(self.output_temperatures),
+            "correlation": check_correlation(self.correlation),
             "metadata": dict(self.metadata),
             "forest": self.forest,
         }
@@ -223,8 +281,8 @@ def load(path: str | Path) -> FusionModel:
         payload = joblib.load(target)
     except Exception as exc:
         raise ModelFileError(f"cannot read fusion model {target}: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
-        raise ModelFileError(f"{target} is not a fusion model of format {ARTIFACT_FORMAT}")
+    if not isinstance(payload, dict) or payload.get("format") not in READABLE_FORMATS:
+        raise ModelFileError(f"{target} is not a fusion model of format {ARTIFACT_FORMAT} (or 3)")
     if tuple(payload["labels"]) != LABELS or tuple(payload["feature_names"]) != FEATURE_NAMES:
         raise ModelFileError(f"{target} was trained for other labels or features")
     forest = payload["forest"]
@@ -232,13 +290,17 @@ def load(path: str | Path) -> FusionModel:
         raise ModelFileError(f"{target} holds a forest that does not take {NUM_FEATURES} features")
     try:
         product_weights = check_product_weights(payload["product_weights"])
+        output_temperatures = check_output_temperatures(payload.get("output_temperatures", {}))
+        correlation = check_correlation(payload.get("correlation", 0.0))
     except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"{target} has no usable product weights: {exc}") from exc
+        raise ModelFileError(f"{target} has no usable product weights or output calibration: {exc}") from exc
     return FusionModel(
         forest=forest,
         name=str(payload["name"]),
         version=str(payload["version"]),
         temperatures={m: float(payload["temperatures"].get(m, 1.0)) for m in MODALITIES},
         product_weights=product_weights,
+        output_temperatures=output_temperatures,
+        correlation=correlation,
         metadata=dict(payload.get("metadata", {})),
     )

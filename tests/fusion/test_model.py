@@ -94,17 +94,76 @@ def test_product_weight_blends_forest_and_product_rule_per_subset(trained: tuple
     forest = trained[0].forest
     speech = [0.4, 0.1, 0.1, 0.2, 0.1, 0.05, 0.05]
     text = [0.1, 0.1, 0.1, 0.4, 0.1, 0.1, 0.1]
-    batch = [{"speech": speech}, {"speech": speech, "text": text}, {"text": text}]
+    image = [0.1, 0.1, 0.1, 0.1, 0.4, 0.1, 0.1]
+    batch = [{"speech": speech, "text": text}, {"text": text, "image": image}, {"speech": speech, "image": image}]
     x = features(batch)
-    weights = dict.fromkeys(SUBSET_NAMES, 0.0) | {"speech": 1.0, "speech+text": 0.25}
+    weights = dict.fromkeys(SUBSET_NAMES, 0.0) | {"speech+image": 1.0, "speech+text": 0.25}
     model = FusionModel(forest=forest, name="t", version="1", product_weights=weights)
     out = model.predict(batch)
     by_forest = model.forest_probabilities(x)
-    assert np.allclose(out[0], speech)  # w = 1: the modality's own posterior
-    assert np.allclose(out[1], 0.75 * by_forest[1] + 0.25 * x[1, 24:])
-    assert np.allclose(out[2], by_forest[2])  # w = 0: the forest alone
+    assert np.allclose(out[0], 0.75 * by_forest[0] + 0.25 * x[0, 24:])
+    assert np.allclose(out[1], by_forest[1])  # w = 0: the forest alone
+    assert np.allclose(out[2], x[2, 24:])  # w = 1: the product rule alone
     assert np.allclose(out.sum(axis=1), 1.0)
-    assert not np.allclose(by_forest[0], speech)  # so the first check tested the blend, not the forest
+    assert not np.allclose(by_forest[2], x[2, 24:])  # so the last check tested the blend, not the forest
+
+
+@pytest.mark.parametrize("product_weight", [0.0, 1.0])
+def test_a_single_modality_passes_through_exactly(trained: tuple[FusionModel, dict], product_weight: float) -> None:
+    rng = np.random.default_rng(0)
+    weights = dict.fromkeys(SUBSET_NAMES, product_weight)
+    temps = dict.fromkeys(SUBSET_NAMES, 0.5)
+    model = FusionModel(
+        forest=trained[0].forest,
+        name="t",
+        version="1",
+        product_weights=weights,
+        output_temperatures=temps,
+        temperatures={"speech": 2.0, "text": 0.7, "image": 1.3},
+        correlation=0.8,
+    )
+    for modality in ("speech", "text", "image"):
+        vectors = rng.dirichlet(np.full(7, 0.5), size=50)
+        vectors[0] = [1, 0, 0, 0, 0, 0, 0]  # zeros must stay zeros
+        out = model.predict([{modality: v} for v in vectors])
+        assert np.abs(out - vectors).max() <= 1e-12
+
+
+def test_output_temperature_and_correlation_guard_soften_multimodal_rows(trained: tuple[FusionModel, dict]) -> None:
+    forest = trained[0].forest
+    batch = [
+        {"speech": [0.6, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05], "text": [0.5, 0.2, 0.1, 0.05, 0.05, 0.05, 0.05]},
+        {
+            "speech": [0.6, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05],
+            "text": [0.5, 0.2, 0.1, 0.05, 0.05, 0.05, 0.05],
+            "image": [0.4, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05],
+        },
+    ]
+    plain = FusionModel(forest=forest, name="t", version="1")
+    tempered = FusionModel(forest=forest, name="t", version="1", output_temperatures={"speech+text": 2.0})
+    base, warm = plain.predict(batch), tempered.predict(batch)
+    assert warm[0].max() < base[0].max() and warm[0].argmax() == base[0].argmax()
+    assert np.allclose(warm[1], base[1])  # another subset's temperature is untouched
+    guarded = plain.predict(batch, correlation=1.0)
+    # c = 1 divides the logits by 1 + (k - 1): by 2 for two modalities, by 3 for three.
+    expected = np.exp(np.log(base[1]) / 3)
+    assert np.allclose(guarded[1], expected / expected.sum())
+    assert guarded[1].max() < guarded[0].max() or base[1].max() < base[0].max()
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        plain.predict(batch, correlation=1.5)
+
+
+def test_save_and_load_keep_output_calibration(trained: tuple[FusionModel, dict], tmp_path: Path) -> None:
+    model = trained[0]
+    model.output_temperatures = dict.fromkeys(SUBSET_NAMES, 1.0) | {"text+image": 1.7}
+    model.correlation = 0.3
+    loaded = load(model.save(tmp_path / "fusion_forest.joblib"))
+    assert loaded.output_temperatures["text+image"] == 1.7 and loaded.correlation == 0.3
+    bad = FusionModel(forest=model.forest, name="t", version="1", output_temperatures={"speech+text": 0.0})
+    with pytest.raises(ValueError, match="output temperatures"):
+        bad.save(tmp_path / "bad.joblib")
+    with pytest.raises(ValueError, match="correlation"):
+        FusionModel(forest=model.forest, name="t", version="1", correlation=2.0).save(tmp_path / "bad.joblib")
 
 
 def test_save_refuses_out_of_range_product_weights(trained: tuple[FusionModel, dict], tmp_path: Path) -> None:
@@ -136,16 +195,16 @@ def test_load_missing_and_foreign_files(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="format"):
         load(tmp_path)
     joblib.dump({"format": 2}, tmp_path / "fusion_forest.joblib")  # the previous, forest-only layout
-    with pytest.raises(ModelFileError, match="format 3"):
+    with pytest.raises(ModelFileError, match="format 4"):
         load(tmp_path)
     (tmp_path / "fusion_forest.joblib").write_text("garbage")
     with pytest.raises(ModelFileError):
         load(tmp_path)
 
 
-def test_shipped_model_matches_its_metrics_and_defers_to_speech_alone() -> None:
-    """The committed artefact: its blend weights are the ones its card/metrics report, and for speech
-    alone (w = 1) the fused label is the speech model's own label for any input."""
+def test_shipped_model_matches_its_metrics_and_passes_single_modalities_through() -> None:
+    """The committed artefact: its blend weights are the ones its card/metrics report, and any one
+    modality alone comes back exactly as given (the services' probabilities are already calibrated)."""
     import json
 
     from services.fusion.settings import DEFAULT_MODEL_DIR
@@ -153,10 +212,8 @@ def test_shipped_model_matches_its_metrics_and_defers_to_speech_alone() -> None:
     model = load(DEFAULT_MODEL_DIR)
     metrics = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())
     assert model.product_weights == metrics["product_weights"]
-    assert model.product_weights["speech"] == 1.0
     rng = np.random.default_rng(0)
-    speech = rng.dirichlet(np.full(7, 0.5), size=200)
-    fused = model.predict([{"speech": row} for row in speech])
-    assert np.array_equal(fused.argmax(axis=1), speech.argmax(axis=1))
-    # (equal up to the 1e-6 floor the product features put under tiny probabilities)
-    assert np.allclose(fused, apply_temperature(speech, model.temperatures["speech"]), atol=1e-5)
+    for modality in ("speech", "text", "image"):
+        vectors = rng.dirichlet(np.full(7, 0.5), size=200)
+        fused = model.predict([{modality: row} for row in vectors])
+        assert np.abs(fused - vectors).max() <= 1e-6
