@@ -31,21 +31,27 @@ import os
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Gauge, Histogram
+from pydantic import Field
 
+from shared.deps import get_model
 from shared.errors import ServiceError
 from shared.observability import Metrics
+from shared.settings import BaseServiceSettings
 
 logger = logging.getLogger(__name__)
 
 In = TypeVar("In")
 Out = TypeVar("Out")
+M = TypeVar("M")
 
 OVERLOADED = "Server busy: {queued} requests are already queued for the model; retry shortly"
 INFERENCE_FAILED = "Inference failed for this batch"
@@ -329,3 +335,60 @@ def suggested_threads(cpu_limit: float | None = None) -> int:
     if cpu_limit is not None:
         available = min(available, max(1, math.floor(cpu_limit)))
     return max(1, available)
+
+
+# --------------------------------------------------------------------------- service wiring
+
+
+class BatchingSettings(BaseServiceSettings):
+    """Settings of a service that micro-batches (``MAX_BATCH_SIZE`` is the service's own field).
+
+    ``MAX_BATCH_SIZE`` caps both one ``/predict/batch`` body and one model call.
+    """
+
+    max_batch_wait_ms: float = Field(
+        default=5.0, ge=0, description="Longest a request waits for others to share its model call (ms)."
+    )
+    max_queue: int = Field(default=256, gt=0, description="Most items queued for the model; beyond it 503.")
+    max_concurrent_batches: int = Field(default=1, gt=0, description="Model calls run at once.")
+    max_batch_size: int = Field(default=32, gt=0, description="Most items in one model call or /predict/batch.")
+
+    def batcher_config(self) -> BatcherConfig:
+        """These settings as a :class:`BatcherConfig`."""
+        return BatcherConfig(
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_batch_wait_ms,
+            max_queue=self.max_queue,
+            concurrency=self.max_concurrent_batches,
+        )
+
+
+def batching(
+    make_fn: Callable[[M], Callable[[list[Any]], Sequence[Any]]],
+) -> Callable[[FastAPI, M], AbstractAsyncContextManager[None]]:
+    """A ``while_ready`` context for :func:`shared.service.create_inference_app`: one batcher per app.
+
+    ``make_fn(model)`` is the batch function; the batcher is ``app.state.batcher`` while the model
+    is ready, and is stopped (queued callers get 503) at shutdown.
+    """
+
+    @asynccontextmanager
+    async def while_ready(app: FastAPI, model: M) -> AsyncIterator[None]:
+        settings: BatchingSettings = app.state.settings
+        metrics: Metrics = app.state.metrics
+        batcher = MicroBatcher(make_fn(model), settings.batcher_config(), name=metrics.service, metrics=metrics)
+        app.state.batcher = batcher
+        try:
+            yield
+        finally:
+            app.state.batcher = None
+            await batcher.stop()
+
+    return while_ready
+
+
+def get_batcher(request: Request) -> MicroBatcher[Any, Any]:
+    """The app's batcher (a route dependency), or 503 (the model's not-ready answer) until it is ready."""
+    get_model(request)
+    batcher: MicroBatcher[Any, Any] = request.app.state.batcher
+    return batcher

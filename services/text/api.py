@@ -5,16 +5,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from services.text.errors import EMPTY_TEXT, MODEL_NOT_LOADED
-from services.text.inputs import predict_texts, prepare_text
-from services.text.model import TextModel
+from services.text.inputs import prepare_text
 from services.text.schemas import BatchTextRequest, BatchTextResponse, TextPrediction, TextRequest
 from services.text.settings import Settings
-from shared.deps import MetricsDep, get_model, get_settings
+from shared.batching import MicroBatcher, get_batcher
+from shared.deps import get_settings
 from shared.errors import batch_too_large, error_responses
-from shared.service import run_inference
 
-ModelDep = Annotated[TextModel, Depends(get_model)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+BatcherDep = Annotated[MicroBatcher[str, TextPrediction], Depends(get_batcher)]
 
 ERRORS = error_responses(
     413,
@@ -36,11 +35,10 @@ router = APIRouter()
     response_model=TextPrediction,
     responses=ERRORS,
 )
-async def predict(body: TextRequest, model: ModelDep, settings: SettingsDep, metrics: MetricsDep) -> TextPrediction:
+async def predict(body: TextRequest, settings: SettingsDep, batcher: BatcherDep) -> TextPrediction:
     """Seven probabilities and the top label for ``text`` (empty, over-long or non-Unicode text: 422)."""
     text = prepare_text(body.text, max_chars=settings.max_text_chars)
-    results = await run_inference(metrics, lambda batch: predict_texts(model, batch), [text])
-    return results[0]
+    return await batcher.submit(text)
 
 
 @router.post(
@@ -50,14 +48,11 @@ async def predict(body: TextRequest, model: ModelDep, settings: SettingsDep, met
     response_model=BatchTextResponse,
     responses=ERRORS,
 )
-async def predict_batch(
-    body: BatchTextRequest, model: ModelDep, settings: SettingsDep, metrics: MetricsDep
-) -> BatchTextResponse:
+async def predict_batch(body: BatchTextRequest, settings: SettingsDep, batcher: BatcherDep) -> BatchTextResponse:
     """One prediction per text, in order; the whole batch is rejected if any text is invalid."""
     if len(body.texts) > settings.max_batch_size:
         raise batch_too_large(len(body.texts), settings.max_batch_size, items="texts")
     texts = [
         prepare_text(text, max_chars=settings.max_text_chars, where=f"texts[{i}]") for i, text in enumerate(body.texts)
     ]
-    results = await run_inference(metrics, lambda batch: predict_texts(model, batch), texts)
-    return BatchTextResponse(results=results)
+    return BatchTextResponse(results=await batcher.submit_many(texts))

@@ -4,8 +4,10 @@ from fastapi import FastAPI
 
 from services.text.api import router
 from services.text.errors import MODEL_TITLE
+from services.text.inputs import predict_texts
 from services.text.model import TextModel, load
 from services.text.settings import Settings, get_settings
+from shared.batching import batching
 from shared.service import create_inference_app
 
 DESCRIPTION = (
@@ -20,7 +22,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     def load_model() -> TextModel:
-        return load(settings.model_path, threads=settings.inference_threads)
+        return load(
+            settings.model_path,
+            threads=settings.inference_threads,
+            runtime=settings.inference_runtime,
+            cache_dir=settings.onnx_cache_dir,
+        )
 
     return create_inference_app(
         name="text",
@@ -32,4 +39,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router],
         tag_description="Emotion of text",
         model_title=MODEL_TITLE,
+        # Concurrent requests share one model call (padded to the batch's longest text).
+        while_ready=batching(lambda model: lambda texts: predict_texts(model, texts)),
     )

@@ -6,19 +6,23 @@ from typing import Literal
 
 from pydantic import Field
 
-from shared.settings import BaseServiceSettings
+from shared.batching import BatchingSettings
 
 #: The committed artefacts: ``minilm/`` (default) and ``bilstm/``.
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
 
-class Settings(BaseServiceSettings):
+class Settings(BatchingSettings):
     """Options of the text service."""
 
     model_dir: Path = Field(default=ARTIFACTS_DIR, description="Folder holding one sub-folder per model kind.")
     model_kind: Literal["minilm", "bilstm"] = Field(default="minilm", description="Which model to serve.")
     max_text_chars: int = Field(default=5000, gt=0, description="Longest text accepted, in characters.")
-    max_batch_size: int = Field(default=32, gt=0, description="Most texts in one /predict/batch call.")
+    max_batch_size: int = Field(default=32, gt=0, description="Most texts in one /predict/batch call or model call.")
+    inference_runtime: Literal["onnx", "onnx-int8", "torch"] = Field(
+        default="onnx", description="How MiniLM runs: onnxruntime fp32 (default), int8, or PyTorch (MODEL_CARD.md)."
+    )
+    onnx_cache_dir: Path | None = Field(default=None, description="Where the ONNX export is cached (default: temp).")
 
     @property
     def model_path(self) -> Path:

@@ -22,9 +22,9 @@ from training.manifest import Manifest, ManifestError
 
 
 @lru_cache(maxsize=4)
-def _load(path: Path, threads: int) -> TextModel:
+def _load(path: Path, threads: int, runtime: str = "torch", cache_dir: Path | None = None) -> TextModel:
     try:
-        return load(path, threads=threads)
+        return load(path, threads=threads, runtime=runtime, cache_dir=cache_dir)
     except ArtifactError as exc:
         raise ModelNotReady(MODEL_NOT_LOADED.format(reason=exc)) from exc
 
@@ -32,7 +32,8 @@ def _load(path: Path, threads: int) -> TextModel:
 def model_for(settings: Settings | None = None) -> tuple[TextModel, Settings]:
     """The model the service would serve with these settings (cached per folder)."""
     settings = settings or Settings()
-    return _load(settings.model_path, settings.inference_threads), settings
+    model = _load(settings.model_path, settings.inference_threads, settings.inference_runtime, settings.onnx_cache_dir)
+    return model, settings
 
 
 def predict_manifest(manifest: Manifest, **options: Any) -> np.ndarray:
