@@ -9,11 +9,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from alembic.config import Config
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi import Depends, FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -28,12 +27,11 @@ from services.gateway.db import (
 )
 from services.gateway.deps import current_principal, limit_by_ip
 from services.gateway.docs import CSP_BY_PATH, DASHBOARD_CSP, install_docs
-from services.gateway.errors import DatabaseNotMigrated, UpstreamFailure
+from services.gateway.errors import DatabaseNotMigrated
 from services.gateway.fanout import Fanout
 from services.gateway.ratelimit import RateLimits
 from services.gateway.routes import auth, health, history, keys, predictions
 from services.gateway.settings import Settings, get_settings
-from shared.errors import error_response
 from shared.http import make_client
 from shared.service import create_service_app
 
@@ -75,30 +73,6 @@ async def _watch_database(app: FastAPI, engine: AsyncEngine, config: Config, int
             app.state.ready, app.state.not_ready_reason = True, ""
 
 
-def _use_error_shape_for_validation_errors(app: FastAPI) -> None:
-    """Document FastAPI's automatic 422 responses with the shared error shape they really have."""
-    default_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is not None:
-            return app.openapi_schema
-        schema = default_openapi()
-        for item in schema.get("paths", {}).values():
-            for operation in item.values():
-                response = operation.get("responses", {}).get("422")
-                content = (response or {}).get("content", {}).get("application/json", {})
-                if content.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
-                    response["description"] = "invalid_input"
-                    content["schema"] = {"$ref": "#/components/schemas/ErrorResponse"}
-        components = schema.get("components", {}).get("schemas", {})
-        components.pop("HTTPValidationError", None)
-        components.pop("ValidationError", None)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the gateway app (engine, HTTP client and readiness are set up in the lifespan)."""
     settings = settings or get_settings()
@@ -120,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client = make_client(
             timeout=max(settings.service_timeout(s) for s in ("speech", "text", "image", "fusion")),
             connect_timeout=settings.connect_timeout_s,
+            internal_token=settings.internal_token,
         )
         app.state.http_client = client
         app.state.fanout = Fanout(client, settings)
@@ -149,11 +124,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.rate_limits = RateLimits(settings)
 
-    async def on_upstream_failure(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, UpstreamFailure)
-        return error_response(exc.status_code, exc.detail, code=exc.code, errors=exc.errors)
-
-    app.add_exception_handler(UpstreamFailure, on_upstream_failure)
     public = [Depends(limit_by_ip)]
     protected = [Depends(limit_by_ip), Depends(current_principal)]
     app.include_router(auth.public_router, prefix="/api", dependencies=public)
@@ -165,7 +135,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_docs(app)  # self-hosted Swagger UI and ReDoc instead of FastAPI's CDN pages
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    _use_error_shape_for_validation_errors(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

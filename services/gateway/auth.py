@@ -6,7 +6,6 @@ truncating them, and login treats such a password as wrong (after the same hashi
 """
 
 import hashlib
-import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -139,8 +138,3 @@ def generate_api_key() -> NewApiKey:
 def looks_like_api_key(value: str) -> bool:
     """Cheap shape check before touching the database."""
     return value.startswith(API_KEY_PREFIX) and 20 <= len(value) <= 128
-
-
-def constant_time_equals(a: str, b: str) -> bool:
-    """Compare secrets without leaking where they differ."""
-    return hmac.compare_digest(a.encode(), b.encode())

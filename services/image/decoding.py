@@ -15,23 +15,18 @@ from services.image.errors import (
     TOO_MANY_PIXELS,
     ImageTooLarge,
     InvalidImage,
+    UnsupportedImage,
 )
+from shared.sniff import IMAGE, sniff
 
-#: Accepted formats (PIL names) and how to recognise them from their first bytes.
-ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP")
+#: Accepted formats (PIL names); recognised by :mod:`shared.sniff`, as at the gateway.
+ACCEPTED_FORMATS: tuple[str, ...] = tuple(f.pil for f in IMAGE if f.pil)
 
 
 def sniff_format(data: bytes) -> str | None:
     """The PIL format name implied by the magic bytes, or None if not an accepted format."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data.startswith(b"BM"):
-        return "BMP"
-    return None
+    fmt = sniff(data)
+    return fmt.pil if fmt in IMAGE else None
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> DecodedImage:
         raise InvalidImage(EMPTY_IMAGE)
     expected = sniff_format(data)
     if expected is None:
-        raise InvalidImage(NOT_AN_IMAGE)
+        raise UnsupportedImage(NOT_AN_IMAGE)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -24,22 +24,12 @@ from services.speech.errors import (
     NoSpeech,
     UnsupportedAudio,
 )
+from shared.sniff import AUDIO, sniff
 
 FloatArray = npt.NDArray[np.float32]
 
 #: Formats accepted, by the name :func:`sniff_format` gives them.
 ACCEPTED_FORMATS = ("wav", "flac", "ogg", "mp3")
-
-#: Signatures of common non-audio files, only to make the 415 message specific.
-_OTHER_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "PNG image"),
-    (b"\xff\xd8\xff", "JPEG image"),
-    (b"GIF8", "GIF image"),
-    (b"%PDF", "PDF document"),
-    (b"PK\x03\x04", "ZIP archive"),
-    (b"\x1a\x45\xdf\xa3", "Matroska/WebM"),
-    (b"FORM", "AIFF"),
-)
 
 #: Absolute floor under which a frame counts as silence (about -60 dBFS RMS).
 SILENCE_FLOOR = 1e-3
@@ -74,28 +64,13 @@ class Segment:
         return self.end - self.start
 
 
-def _is_mp3(head: bytes) -> bool:
-    if head.startswith(b"ID3"):
-        return True
-    # MPEG audio frame sync: 11 set bits, a valid version/layer (layer III/II/I, not 'reserved').
-    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0 and (head[1] & 0x06) != 0
-
-
 def sniff_format(data: bytes) -> str:
-    """The audio format of ``data`` judged by its magic bytes; 415 if it is not one we accept."""
-    head = data[:16]
-    if head.startswith(b"RIFF") and data[8:12] == b"WAVE":
-        return "wav"
-    if head.startswith(b"RF64") and data[8:12] == b"WAVE":
-        return "wav"
-    if head.startswith(b"fLaC"):
-        return "flac"
-    if head.startswith(b"OggS"):
-        return "ogg"
-    if _is_mp3(head):
-        return "mp3"
-    found = next((f" ({name})" for sig, name in _OTHER_SIGNATURES if head.startswith(sig)), "")
-    raise UnsupportedAudio(UNSUPPORTED_DETAIL.format(found=found))
+    """The audio format of ``data`` judged by its magic bytes (:mod:`shared.sniff`); 415 if not one we accept."""
+    fmt = sniff(data)
+    if fmt is None or fmt not in AUDIO:
+        found = "" if fmt is None else f" ({fmt.name} {fmt.kind})" if fmt.kind != "other" else f" ({fmt.name})"
+        raise UnsupportedAudio(UNSUPPORTED_DETAIL.format(found=found))
+    return fmt.name.lower()
 
 
 def decode(data: bytes, *, sample_rate: int, max_duration_s: float) -> FloatArray:

@@ -11,6 +11,7 @@
     showExtensions: true,
     showCommonExtensions: true,
     presets: [window.SwaggerUIBundle.presets.apis],
+    validatorUrl: null, // no badge from the online validator: nothing leaves this server
     ...config,
   });
 })();

@@ -9,7 +9,7 @@ export function bars(probabilities, label, caption = "Probabilities") {
     const fill = el("span", { class: "fill" });
     fill.style.width = `${(p * 100).toFixed(1)}%`;
     list.append(
-      el("div", { class: name === label ? "bar top" : "bar", role: "listitem", "aria-label": `${name} ${percent(p)}` }, [
+      el("div", { class: name === label ? "bar best" : "bar", role: "listitem", "aria-label": `${name} ${percent(p)}` }, [
         el("span", { class: "name", text: name, "aria-hidden": "true" }),
         el("span", { class: "track", "aria-hidden": "true" }, [fill]),
         el("span", { class: "pct", text: percent(p), "aria-hidden": "true" }),

@@ -81,7 +81,7 @@ export function timeline(canvas, windows) {
     },
     options: base({
       parsing: true,
-      plugins: { legend: { display: true, position: "bottom" } },
+      plugins: { legend: { display: true, position: "bottom", labels: { boxWidth: 12 } } },
       scales: {
         x: { type: "linear", title: { display: true, text: "seconds" } },
         y: { min: 0, max: 1, title: { display: true, text: "probability" } },

@@ -94,7 +94,9 @@ async function enableScopes() {
   for (const node of $$("label", fieldset)) node.remove();
   for (const scope of scopes) {
     const id = `scope-${scope.replace(/[^a-z0-9]/gi, "-")}`;
-    fieldset.append(el("label", { for: id }, [el("input", { type: "checkbox", id, name: "scopes", value: scope, checked: true }), scope]));
+    // Least privilege by default: write scopes only when ticked.
+    const checked = !scope.endsWith(":write");
+    fieldset.append(el("label", { for: id }, [el("input", { type: "checkbox", id, name: "scopes", value: scope, checked }), scope]));
   }
   fieldset.hidden = false;
 }
@@ -110,7 +112,13 @@ export function initKeys() {
       return;
     }
     const body = { name };
-    if (!$("#key-scopes").hidden) body.scopes = $$("#key-scopes input:checked").map((i) => i.value);
+    if (!$("#key-scopes").hidden) {
+      body.scopes = $$("#key-scopes input:checked").map((i) => i.value);
+      if (!body.scopes.length) {
+        setStatus(status, "Tick at least one thing the key may do.", "error");
+        return;
+      }
+    }
     await withBusy({
       buttons: [$("#key-create")],
       status,

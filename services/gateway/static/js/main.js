@@ -5,7 +5,7 @@ import { filterQuery, initFilters } from "./filters.js";
 import { initHistory, loadHistory } from "./history.js";
 import { initKeys, loadKeys } from "./keys.js";
 import { enableOptionalInputs, initPredict } from "./predict.js";
-import { initSession } from "./session.js";
+import { enableLogoutEverywhere, initSession } from "./session.js";
 import { loadStatistics } from "./stats.js";
 import { getToken } from "./store.js";
 
@@ -15,6 +15,7 @@ function showView(name) {
   for (const [view, selector] of Object.entries(VIEWS)) $(selector).hidden = view !== name;
   const signedIn = name !== "auth";
   for (const id of ["#nav-dashboard", "#nav-keys", "#logout"]) $(id).hidden = !signedIn;
+  if (!signedIn) $("#logout-all").hidden = true;
   $("#nav-dashboard").toggleAttribute("aria-current", name === "dashboard");
   $("#nav-keys").toggleAttribute("aria-current", name === "keys");
   if (name === "dashboard") $("#nav-dashboard").setAttribute("aria-current", "page");
@@ -41,6 +42,7 @@ async function enter() {
   refresh();
   enableOptionalInputs();
   enableScopes();
+  enableLogoutEverywhere();
 }
 
 function boot() {

@@ -4,10 +4,19 @@ import { concat, downsample, encodeWav } from "./wav.js";
 const TARGET_RATE = 16000;
 export const MAX_RECORDING_S = 30;
 
+/** A 16 kHz context (the browser resamples the microphone), or the device's rate where that is refused. */
+function newContext() {
+  try {
+    return new AudioContext({ sampleRate: TARGET_RATE });
+  } catch {
+    return new AudioContext();
+  }
+}
+
 /** Start recording from the microphone; `await rec.stop()` gives a WAV File. */
 export async function startRecording() {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1 } });
-  const context = new AudioContext();
+  const context = newContext();
   try {
     await context.audioWorklet.addModule("/static/js/recorder-worklet.js");
   } catch (error) {

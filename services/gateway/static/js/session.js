@@ -1,13 +1,21 @@
 // Register, log in, log out. Logging out forgets everything the page showed.
 import { api, apiJson, setUnauthorizedHandler } from "./api.js";
 import { $, $$, clearStatuses, setStatus, withBusy } from "./dom.js";
+import { askConfirm } from "./confirm.js";
 import { explain } from "./messages.js";
+import { loadOpenApi, operation } from "./openapi.js";
 import { clearEverything, getToken, onClear, setToken } from "./store.js";
 
 async function logIn(username, password) {
   const form = new URLSearchParams({ username, password, grant_type: "password" });
   const token = await apiJson("/login", { method: "POST", form, auth: false });
   setToken(token.access_token);
+}
+
+/** Offer "Log out everywhere" where the gateway has it. */
+export async function enableLogoutEverywhere() {
+  const spec = await loadOpenApi();
+  $("#logout-all").hidden = !getToken() || !operation(spec, "/api/logout/all");
 }
 
 /** Wire the forms; `onEnter()` opens the dashboard, `onLeave()` shows the login view. */
@@ -53,11 +61,10 @@ export function initSession({ onEnter, onLeave }) {
     }
   });
 
-  $("#logout").addEventListener("click", async () => {
-    const button = $("#logout");
+  async function logOut(button, path, message) {
     button.disabled = true;
     try {
-      if (getToken()) await api("/logout", { method: "POST" });
+      if (getToken()) await api(path, { method: "POST" });
     } catch {
       // The token is forgotten either way; a failed revoke only means it expires on its own.
     } finally {
@@ -65,8 +72,14 @@ export function initSession({ onEnter, onLeave }) {
     }
     clearEverything();
     onLeave();
-    setStatus($("#login-status"), "You are logged out.", "ok");
+    setStatus($("#login-status"), message, "ok");
     $("#login-username").focus();
+  }
+
+  $("#logout").addEventListener("click", () => logOut($("#logout"), "/logout", "You are logged out."));
+  $("#logout-all").addEventListener("click", async () => {
+    const sure = await askConfirm("Log out on every device and browser where you are logged in?", "Log out everywhere");
+    if (sure) await logOut($("#logout-all"), "/logout/all", "You are logged out everywhere.");
   });
 
   setUnauthorizedHandler(() => {

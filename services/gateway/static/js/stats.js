@@ -30,7 +30,8 @@ export function drawStatistics(stats) {
   const kinds = stats.by_kind || {};
   $("#chart-modalities-text").textContent =
     `Inputs including each modality: ${listText(stats.by_modality)}. Requests: ${listText(kinds)}.`;
-  $("#stats-total").textContent = `${stats.total} prediction${stats.total === 1 ? "" : "s"} match the filters.`;
+  const noun = stats.total === 1 ? "prediction matches" : "predictions match";
+  $("#stats-total").textContent = `${stats.total} ${noun} the filters.`;
 }
 
 export async function loadStatistics(query) {
