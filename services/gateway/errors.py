@@ -14,6 +14,8 @@ PREDICTION_NOT_FOUND = "Prediction not found"
 API_KEY_NOT_FOUND = "API key not found"
 NO_INPUT = "Send at least one of: audio, image, text"
 DATABASE_NOT_MIGRATED = "Database schema is not migrated"
+SESSION_REQUIRED = "This needs a user session (bearer token from /api/login), not an API key"
+MISSING_SCOPE = "This API key lacks the '{scope}' scope"
 
 
 class Unauthorized(ServiceError):
@@ -55,15 +57,14 @@ class BadRequest(ServiceError):
 
 
 class UpstreamFailure(ServiceError):
-    """Every modality failed: carries the HTTP status and per-modality errors."""
+    """Every modality failed: carries the HTTP status and per-modality errors (rendered by the shared handler)."""
 
     code = "upstream_error"
 
     def __init__(self, detail: str, *, status_code: int, code: str, errors: list[dict[str, object]]) -> None:
-        super().__init__(detail)
+        super().__init__(detail, errors=[dict(e) for e in errors])
         self.status_code = status_code
         self.code = code
-        self.errors = errors
 
 
 class DatabaseNotMigrated(RuntimeError):

@@ -1,38 +1,66 @@
 """Routes: ``/predict`` (one image) and ``/predict/batch`` (repeated ``image`` parts)."""
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from services.image.decoding import DecodedImage, decode_image
-from services.image.errors import BATCH_EMPTY, BATCH_TOO_LARGE, MODEL_MISSING, FaceModelNotReady, InvalidImage
+from services.image.errors import CORRUPT_IMAGE, MODEL_MISSING, NOT_AN_IMAGE, TOO_MANY_PIXELS
+from services.image.faces import FaceDetector
 from services.image.model import FaceEmotionModel
 from services.image.pipeline import DetectMode, PipelineConfig, analyze_batch
 from services.image.schemas import ImageBatchPrediction, ImagePrediction
 from services.image.settings import Settings
-from shared.errors import ServiceError, error_responses
+from shared.deps import MetricsDep, get_model, get_settings
+from shared.errors import ServiceError, batch_too_large, error_responses
 from shared.schemas import ModelInfo
 from shared.service import run_inference
 
-router = APIRouter(tags=["inference"])
+
+@dataclass(frozen=True)
+class FaceStack:
+    """What the service loads: the emotion network and the face detector."""
+
+    model: FaceEmotionModel
+    detector: FaceDetector
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def version(self) -> str:
+        return self.model.version
+
+
+ModelDep = Annotated[FaceStack, Depends(get_model)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 DetectParam = Annotated[
     DetectMode | None,
     Query(description="auto: detect, small face-less images count as a crop; always: detect only; never: whole image"),
 ]
+ERRORS = error_responses(
+    413,
+    415,
+    422,
+    503,
+    examples={
+        413: (TOO_MANY_PIXELS.format(pixels=48_000_000, limit=40_000_000), "image_too_large"),
+        415: (NOT_AN_IMAGE, "unsupported_media_type"),
+        422: (CORRUPT_IMAGE, "corrupt_input"),
+        503: (MODEL_MISSING.format(reason="loading the model"), "model_not_ready"),
+    },
+)
+
+router = APIRouter()
 
 
-def _model(request: Request) -> FaceEmotionModel:
-    model: FaceEmotionModel | None = request.app.state.model
-    if model is None:
-        raise FaceModelNotReady(MODEL_MISSING.format(reason=request.app.state.not_ready_reason))
-    return model
-
-
-async def _predict(request: Request, payloads: list[bytes], detect: DetectMode | None) -> list[ImagePrediction]:
+async def _predict(
+    stack: FaceStack, settings: Settings, metrics: MetricsDep, payloads: list[bytes], detect: DetectMode | None
+) -> list[ImagePrediction]:
     """Decode, detect and classify in a worker thread; errors name the failing image in a batch."""
-    model = _model(request)
-    settings: Settings = request.app.state.settings
     mode = detect or settings.default_detect
     config = PipelineConfig(
         primary_face=settings.primary_face,
@@ -49,46 +77,49 @@ async def _predict(request: Request, payloads: list[bytes], detect: DetectMode |
                 if len(batch) > 1:
                     exc.detail = f"image {index}: {exc.detail}"
                 raise
-        results = analyze_batch(images, model=model, detector=request.app.state.detector, mode=mode, config=config)
+        results = analyze_batch(images, model=stack.model, detector=stack.detector, mode=mode, config=config)
         return [r.to_dict() for r in results]
 
-    bodies = await run_inference(request.app.state.metrics, work, payloads)
-    info = ModelInfo(name=model.name, version=model.version)
+    bodies = await run_inference(metrics, work, payloads)
+    info = ModelInfo(name=stack.name, version=stack.version)
     return [ImagePrediction.model_validate({**body, "model": info}) for body in bodies]
 
 
 @router.post(
     "/predict",
-    operation_id="predictImage",
+    operation_id="predict_image",
     summary="Find the faces in one image and predict their emotions",
     response_model=ImagePrediction,
-    responses=error_responses(413, 422, 503),
+    responses=ERRORS,
 )
 async def predict(
-    request: Request,
+    stack: ModelDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP (checked by content)")],
     detect: DetectParam = None,
 ) -> ImagePrediction:
-    (result,) = await _predict(request, [await image.read()], detect)
+    """Every face with its box and probabilities; the primary face gives the image-level label."""
+    (result,) = await _predict(stack, settings, metrics, [await image.read()], detect)
     return result
 
 
 @router.post(
     "/predict/batch",
-    operation_id="predictImageBatch",
+    operation_id="predict_image_batch",
     summary="Predict several images (repeat the `image` field)",
     response_model=ImageBatchPrediction,
-    responses=error_responses(413, 422, 503),
+    responses=ERRORS,
 )
 async def predict_batch(
-    request: Request,
+    stack: ModelDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
     image: Annotated[list[UploadFile], File(description="Repeated image parts")],
     detect: DetectParam = None,
 ) -> ImageBatchPrediction:
-    settings: Settings = request.app.state.settings
-    if not image:
-        raise InvalidImage(BATCH_EMPTY)
+    """One result per image, in upload order; one bad image fails the batch and is named."""
     if len(image) > settings.max_batch_size:
-        raise InvalidImage(BATCH_TOO_LARGE.format(limit=settings.max_batch_size, count=len(image)))
+        raise batch_too_large(len(image), settings.max_batch_size, items="images")
     payloads = [await part.read() for part in image]
-    return ImageBatchPrediction(results=await _predict(request, payloads, detect))
+    return ImageBatchPrediction(results=await _predict(stack, settings, metrics, payloads, detect))

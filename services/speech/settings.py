@@ -14,7 +14,6 @@ class Settings(BaseServiceSettings):
     """Options of the speech service."""
 
     model_dir: Path = Field(default=ARTIFACTS_DIR, description="Folder holding the .keras model and its JSON.")
-    max_upload_bytes: int = Field(default=50 * 1024 * 1024, gt=0, description="Largest request body accepted.")
     max_duration_s: float = Field(default=600.0, gt=0, description="Longest clip accepted, in seconds (else 413).")
     max_batch_size: int = Field(default=32, ge=1, description="Most files in one /predict/batch request.")
 

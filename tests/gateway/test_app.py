@@ -2,9 +2,6 @@
 
 import pytest
 
-from services.gateway.uploads import sniff
-from tests.gateway.factories import png_bytes, wav_bytes
-
 
 @pytest.fixture
 async def openapi(client):
@@ -123,25 +120,3 @@ async def test_cors_is_configurable(app_client):
             "/api/login", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
         )
         assert "access-control-allow-origin" not in other.headers
-
-
-@pytest.mark.parametrize(
-    ("head", "kind"),
-    [
-        (wav_bytes(0.01), "WAV"),
-        (b"fLaC\x00\x00\x00\x22", "FLAC"),
-        (b"OggS\x00\x02", "OGG"),
-        (b"ID3\x04\x00", "MP3"),
-        (b"\xff\xfb\x90\x64", "MP3"),
-        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG"),
-        (png_bytes(), "PNG"),
-        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "WebP"),
-        (b"BM" + b"\x00" * 20, "BMP"),
-        (b"GIF89a", None),
-        (b"RIFF\x24\x00\x00\x00AVI LIST", None),
-        (b"\xff\xe0", None),  # MPEG sync with the reserved layer
-        (b"", None),
-    ],
-)
-def test_sniff(head, kind):
-    assert sniff(head[:16]) == kind

@@ -1,9 +1,11 @@
 """HTTP behaviour of the image service: formats, faces, errors, batch, readiness."""
 
+from pathlib import Path
+
 import httpx
 import pytest
 
-from services.image.errors import BATCH_TOO_LARGE, CORRUPT_IMAGE, NO_FACE_MESSAGE, NOT_AN_IMAGE
+from services.image.errors import CORRUPT_IMAGE, NO_FACE_MESSAGE, NOT_AN_IMAGE
 from shared.labels import LABELS
 from tests.image.conftest import encode
 from tests.image.synth import face_image, landscape_image
@@ -87,18 +89,22 @@ async def test_bad_detect_value_is_422(client: httpx.AsyncClient, face_jpeg: byt
 
 
 @pytest.mark.parametrize(
-    ("data", "name", "detail"),
+    ("data", "status", "detail", "code"),
     [
-        (b"just some text, honestly\n", "notes.png", NOT_AN_IMAGE),
-        (b"\x89PNG\r\n\x1a\n" + b"\x07" * 64, "broken.png", CORRUPT_IMAGE),
+        (b"just some text, honestly\n", 415, NOT_AN_IMAGE, "unsupported_media_type"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", 415, NOT_AN_IMAGE, "unsupported_media_type"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x07" * 64, 422, CORRUPT_IMAGE, "corrupt_input"),
     ],
 )
-async def test_text_and_corrupt_files_are_422(client: httpx.AsyncClient, data: bytes, name: str, detail: str) -> None:
-    response = await client.post("/predict", files=upload(data, name, "image/png"))
-    assert response.status_code == 422
+async def test_non_images_are_415_and_corrupt_images_422(
+    client: httpx.AsyncClient, data: bytes, status: int, detail: str, code: str
+) -> None:
+    # The same split as the speech service and the gateway: wrong type 415, right type but undecodable 422.
+    response = await client.post("/predict", files=upload(data, "upload.png", "image/png"))
+    assert response.status_code == status
     body = response.json()
     assert body["detail"] == detail
-    assert body["code"] == "invalid_image"
+    assert body["code"] == code
 
 
 async def test_missing_image_field_is_422(client: httpx.AsyncClient) -> None:
@@ -131,18 +137,22 @@ async def test_batch_returns_results_in_order(
 async def test_batch_errors_name_the_image_and_limit_the_size(client: httpx.AsyncClient, face_jpeg: bytes) -> None:
     files = [("image", ("a.jpg", face_jpeg, "image/jpeg")), ("image", ("b.png", b"not an image", "image/png"))]
     response = await client.post("/predict/batch", files=files)
-    assert response.status_code == 422
+    assert response.status_code == 415
     assert response.json()["detail"] == f"image 1: {NOT_AN_IMAGE}"
     too_many = [("image", (f"{i}.jpg", face_jpeg, "image/jpeg")) for i in range(5)]
     response = await client.post("/predict/batch", files=too_many)
     assert response.status_code == 422
-    assert response.json()["detail"] == BATCH_TOO_LARGE.format(limit=4, count=5)
+    assert response.json()["code"] == "batch_too_large"
+    assert response.json()["detail"] == "Batch has 5 images; the limit is 4"
 
 
-async def test_model_missing_gives_503(client_without_model: httpx.AsyncClient, face_jpeg: bytes) -> None:
+async def test_model_missing_gives_503(
+    client_without_model: httpx.AsyncClient, face_jpeg: bytes, tmp_path: Path
+) -> None:
     ready = await client_without_model.get("/readyz")
     assert ready.status_code == 503
     assert "weights file not found" in ready.json()["detail"]
+    assert str(tmp_path) not in ready.text, "/readyz must not show server file paths"
     response = await client_without_model.post("/predict", files=upload(face_jpeg))
     assert response.status_code == 503
     assert response.json()["code"] == "model_not_ready"
@@ -150,6 +160,6 @@ async def test_model_missing_gives_503(client_without_model: httpx.AsyncClient, 
 
 async def test_openapi_declares_operations(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
-    assert spec["paths"]["/predict"]["post"]["operationId"] == "predictImage"
-    assert spec["paths"]["/predict/batch"]["post"]["operationId"] == "predictImageBatch"
+    assert spec["paths"]["/predict"]["post"]["operationId"] == "predict_image"
+    assert spec["paths"]["/predict/batch"]["post"]["operationId"] == "predict_image_batch"
     assert {"413", "422", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])

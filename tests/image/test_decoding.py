@@ -15,6 +15,7 @@ from services.image.errors import (
     NOT_AN_IMAGE,
     ImageTooLarge,
     InvalidImage,
+    UnsupportedImage,
 )
 from tests.image.conftest import encode
 from tests.image.synth import face_image
@@ -89,20 +90,20 @@ def test_exif_orientation_is_applied() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("data", "message", "status"),
     [
-        (b"", EMPTY_IMAGE),
-        (b"hello, I am a text file pretending to be a PNG\n", NOT_AN_IMAGE),
-        (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", NOT_AN_IMAGE),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, CORRUPT_IMAGE),
-        (b"\xff\xd8\xff\xe0" + b"garbage" * 20, CORRUPT_IMAGE),
+        (b"", EMPTY_IMAGE, 422),
+        (b"hello, I am a text file pretending to be a PNG\n", NOT_AN_IMAGE, 415),
+        (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", NOT_AN_IMAGE, 415),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, CORRUPT_IMAGE, 422),
+        (b"\xff\xd8\xff\xe0" + b"garbage" * 20, CORRUPT_IMAGE, 422),
     ],
 )
-def test_non_images_and_corrupt_files_are_invalid(data: bytes, message: str) -> None:
-    with pytest.raises(InvalidImage) as caught:
+def test_non_images_are_415_and_corrupt_files_422(data: bytes, message: str, status: int) -> None:
+    with pytest.raises((InvalidImage, UnsupportedImage)) as caught:
         decode_image(data, max_pixels=LIMIT)
     assert caught.value.detail == message
-    assert caught.value.status_code == 422
+    assert caught.value.status_code == status
 
 
 def test_truncated_jpeg_is_invalid() -> None:

@@ -72,7 +72,7 @@ async def test_png_is_415(client: httpx.AsyncClient) -> None:
 async def test_corrupt_audio_is_422(client: httpx.AsyncClient) -> None:
     response = await post(client, b"RIFF\x24\x00\x00\x00WAVEfmt garbage garbage", "bad.wav")
     assert response.status_code == 422
-    assert response.json()["code"] == "corrupt_audio"
+    assert response.json()["code"] == "corrupt_input"
     assert "corrupt" in response.json()["detail"]
 
 
@@ -133,7 +133,8 @@ async def test_batch_too_many_files_is_422(client: httpx.AsyncClient) -> None:
     files = [("audio", (f"{i}.wav", wav_bytes(voice(1.0, seed=i)), "audio/wav")) for i in range(4)]
     response = await client.post("/predict/batch", files=files)
     assert response.status_code == 422
-    assert "at most 3" in response.json()["detail"]
+    assert response.json()["code"] == "batch_too_large"
+    assert response.json()["detail"] == "Batch has 4 files; the limit is 3"
 
 
 async def test_batch_names_the_bad_file(client: httpx.AsyncClient) -> None:
