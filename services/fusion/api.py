@@ -6,7 +6,8 @@ from fastapi import APIRouter, Body, Depends
 
 from services.fusion.errors import MODEL_NOT_READY, NO_MODALITIES
 from services.fusion.model import FusionModel
-from shared.deps import MetricsDep, get_model
+from shared.batching import MicroBatcher, get_batcher
+from shared.deps import get_model
 from shared.errors import InvalidInput, error_responses
 from shared.labels import LABELS, Emotion
 from shared.schemas import (
@@ -17,9 +18,9 @@ from shared.schemas import (
     probabilities_from_vector,
     vector_from_probabilities,
 )
-from shared.service import run_inference
 
 ModelDep = Annotated[FusionModel, Depends(get_model)]
+BatcherDep = Annotated[MicroBatcher[dict[str, Any], Any], Depends(get_batcher)]
 
 router = APIRouter()
 
@@ -55,7 +56,7 @@ FUSE_EXAMPLES: dict[str, Any] = {
 )
 async def fuse(
     model: ModelDep,
-    metrics: MetricsDep,
+    batcher: BatcherDep,
     body: Annotated[FuseRequest, Body(openapi_examples=FUSE_EXAMPLES)],
 ) -> FuseResponse:
     """The fused probabilities of the given modalities (none given: 422)."""
@@ -63,8 +64,7 @@ async def fuse(
     if not present:
         raise InvalidInput(NO_MODALITIES)
     item = {str(m): vector_from_probabilities(p) for m, p in present.items()}
-    fused = await run_inference(metrics, model.predict, [item])
-    vector = fused[0]
+    vector = await batcher.submit(item)
     return FuseResponse(
         label=Emotion(LABELS[int(vector.argmax())]),
         probabilities=probabilities_from_vector(vector.tolist()),

@@ -6,6 +6,7 @@ from services.fusion import model as fusion_model
 from services.fusion.api import router
 from services.fusion.errors import MODEL_TITLE
 from services.fusion.settings import Settings, get_settings
+from shared.batching import batching
 from shared.labels import LABELS
 from shared.service import create_inference_app
 
@@ -32,4 +33,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router],
         tag_description="Late fusion of per-modality probabilities",
         model_title=MODEL_TITLE,
+        # One forest pass for all concurrent /fuse requests.
+        while_ready=batching(lambda model: lambda items: list(model.predict(items))),
     )

@@ -6,12 +6,12 @@ from pathlib import Path
 from pydantic import Field
 
 from services.fusion.model import MODEL_FILE
-from shared.settings import BaseServiceSettings
+from shared.batching import BatchingSettings
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "artifacts"
 
 
-class Settings(BaseServiceSettings):
+class Settings(BatchingSettings):
     """Fusion service settings."""
 
     model_dir: Path = Field(default=DEFAULT_MODEL_DIR, description="Folder holding the fusion forest artefact.")
