@@ -5,16 +5,21 @@ Run with ``uvicorn --factory services.gateway.app:create_app`` (after ``make mig
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic.config import Config
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from services.gateway.db import (
     alembic_config,
@@ -25,7 +30,7 @@ from services.gateway.db import (
     upgrade,
     wait_for_database,
 )
-from services.gateway.deps import current_principal, limit_by_ip
+from services.gateway.deps import access_of, current_principal, limit_by_ip, require_scope, require_session
 from services.gateway.docs import CSP_BY_PATH, DASHBOARD_CSP, install_docs
 from services.gateway.errors import DatabaseNotMigrated
 from services.gateway.fanout import Fanout
@@ -71,6 +76,64 @@ async def _watch_database(app: FastAPI, engine: AsyncEngine, config: Config, int
             logger.warning("database check failed", exc_info=True)
         else:
             app.state.ready, app.state.not_ready_reason = True, ""
+
+
+def _document_access(app: FastAPI) -> None:
+    """Per operation in OpenAPI: bearer only (session routes), or bearer or an API key with its scopes."""
+    default_openapi = app.openapi
+    access = {
+        route.unique_id: access_of(route) for route in app.routes if isinstance(route, APIRoute) and route.dependant
+    }
+    by_operation = {
+        (route.path_format, method.lower()): access[route.unique_id]
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods or ()
+    }
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = default_openapi()
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                session_only, scopes = by_operation.get((path, method), (False, []))
+                if "security" not in operation:
+                    continue
+                if session_only:
+                    operation["security"] = [{"OAuth2PasswordBearer": []}]
+                    note = "Needs a bearer token (a user session): API keys are refused (403)."
+                elif scopes:
+                    # OpenAPI 3.1 lets non-OAuth2 schemes list the roles they need.
+                    operation["security"] = [{"OAuth2PasswordBearer": []}, {"APIKeyHeader": scopes}]
+                    note = f"API keys need the scope{'s' if len(scopes) > 1 else ''} {', '.join(scopes)}."
+                else:
+                    continue
+                operation["description"] = f"{operation.get('description', '')}\n\n{note}".strip()
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _complete_allow_on_405(app: FastAPI) -> None:
+    """A 405's ``Allow`` lists the methods of every route on that path, not only the first one matched."""
+    shared_handler = app.exception_handlers[StarletteHTTPException]
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            methods: set[str] = set()
+            for route in app.router.routes:
+                match, _ = route.matches(request.scope)
+                if match is not Match.NONE and isinstance(route, Route | APIRoute) and route.methods:
+                    methods |= route.methods
+            if methods:
+                exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
+        response = shared_handler(request, exc)
+        return await response if inspect.isawaitable(response) else response
+
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -126,15 +189,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     public = [Depends(limit_by_ip)]
     protected = [Depends(limit_by_ip), Depends(current_principal)]
+    session_only = [*protected, Depends(require_session)]
     app.include_router(auth.public_router, prefix="/api", dependencies=public)
     app.include_router(health.router, prefix="/api", dependencies=public)
     app.include_router(auth.router, prefix="/api", dependencies=protected)
-    app.include_router(keys.router, prefix="/api", dependencies=protected)
-    app.include_router(predictions.router, prefix="/api", dependencies=protected)
-    app.include_router(history.router, prefix="/api", dependencies=protected)
+    app.include_router(auth.session_router, prefix="/api", dependencies=session_only)
+    app.include_router(keys.router, prefix="/api", dependencies=session_only)
+    app.include_router(predictions.router, prefix="/api", dependencies=[*protected, Depends(require_scope("predict"))])
+    app.include_router(history.router, prefix="/api", dependencies=[*protected, Depends(require_scope("history:read"))])
+    _complete_allow_on_405(app)
 
     install_docs(app)  # self-hosted Swagger UI and ReDoc instead of FastAPI's CDN pages
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _document_access(app)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

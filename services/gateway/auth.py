@@ -9,7 +9,7 @@ import hashlib
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
 
@@ -20,6 +20,20 @@ import jwt
 from services.gateway.models import utcnow
 
 BCRYPT_MAX_BYTES: Final = 72
+#: Largest id the schema has (a signed 32-bit INT on MySQL/MariaDB); path ids and ``sub`` are bounded by it.
+MAX_ID: Final = 2**31 - 1
+#: Token times beyond this (year 2286) are refused, never converted (10**20 would overflow).
+MAX_TIMESTAMP: Final = 10**10
+#: ``revoked_tokens.jti`` holds up to 64 characters.
+MAX_JTI_LENGTH: Final = 64
+#: What an API key may be allowed to do; user sessions (bearer tokens) may do everything.
+API_KEY_SCOPES: Final = {
+    "predict": "Make predictions (POST /api/predict/*).",
+    "history:read": "Read your history, statistics and CSV export.",
+    "history:write": "Delete predictions from your history.",
+}
+#: Scopes of a new API key when the request names none.
+DEFAULT_NEW_KEY_SCOPES: Final = ("predict", "history:read")
 JWT_ALGORITHM: Final = "HS256"
 TOKEN_TYPE: Final = "access"
 API_KEY_PREFIX: Final = "emo_"
@@ -79,18 +93,28 @@ class TokenClaims:
     user_id: int
     jti: str
     expires_at: datetime
+    issued_at: datetime
+    #: The user's ``token_version`` when the token was issued ("log out everywhere" bumps it).
+    version: int = 0
 
 
 class InvalidToken(Exception):
     """The token is malformed, badly signed, expired or lacks a required claim."""
 
 
-def create_access_token(*, user_id: int, secret: str, expires_minutes: int) -> IssuedToken:
-    """Sign an HS256 JWT with sub, iat, exp, jti and typ."""
+def create_access_token(*, user_id: int, secret: str, expires_minutes: int, version: int = 0) -> IssuedToken:
+    """Sign an HS256 JWT with sub, iat, exp, jti, typ and ver (the user's token version)."""
     now = utcnow()
     expires_at = now + timedelta(minutes=expires_minutes)
     jti = uuid.uuid4().hex
-    claims: dict[str, Any] = {"sub": str(user_id), "iat": now, "exp": expires_at, "jti": jti, "typ": TOKEN_TYPE}
+    claims: dict[str, Any] = {
+        "sub": str(user_id),
+        "iat": now,
+        "exp": expires_at,
+        "jti": jti,
+        "typ": TOKEN_TYPE,
+        "ver": version,
+    }
     token = jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
     return IssuedToken(token=token, jti=jti, expires_at=expires_at, expires_in=expires_minutes * 60)
 
@@ -107,12 +131,31 @@ def decode_access_token(token: str, *, secret: str) -> TokenClaims:
         if claims.get("typ") != TOKEN_TYPE:
             raise InvalidToken("not an access token")
         return TokenClaims(
-            user_id=int(claims["sub"]),
-            jti=str(claims["jti"]),
-            expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=utcnow().tzinfo),
+            user_id=_bounded_int(claims["sub"], "sub", low=1, high=MAX_ID, digits_only=True),
+            jti=_short_str(claims["jti"], "jti"),
+            expires_at=datetime.fromtimestamp(_bounded_int(claims["exp"], "exp", high=MAX_TIMESTAMP), tz=UTC),
+            issued_at=datetime.fromtimestamp(_bounded_int(claims["iat"], "iat", high=MAX_TIMESTAMP), tz=UTC),
+            version=_bounded_int(claims.get("ver", 0), "ver", high=MAX_ID),
         )
-    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+    except (jwt.PyJWTError, ValueError, TypeError, OverflowError, OSError) as exc:
         raise InvalidToken(str(exc)) from exc
+
+
+def _bounded_int(value: object, name: str, *, low: int = 0, high: int, digits_only: bool = False) -> int:
+    """A claim as an int in [low, high]; anything else (bool, float, 10**20, "1e3") is refused."""
+    if digits_only:
+        if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > len(str(high)):
+            raise InvalidToken(f"claim {name!r} must be a decimal string")
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidToken(f"claim {name!r} out of range")
+    return value
+
+
+def _short_str(value: object, name: str) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_JTI_LENGTH:
+        raise InvalidToken(f"claim {name!r} must be a short string")
+    return value
 
 
 @dataclass(frozen=True)

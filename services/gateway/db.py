@@ -120,8 +120,20 @@ async def _run_alembic(engine: AsyncEngine, config: Config, fn: Any, revision: s
         finally:
             config.attributes.pop("connection", None)
 
-    async with engine.begin() as connection:
-        await connection.run_sync(run)
+    async with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Outside a transaction (else a no-op): a migration that rebuilds a parent table
+            # must not cascade-delete its children when the old table is dropped.
+            await connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await connection.commit()
+        try:
+            async with connection.begin():
+                await connection.run_sync(run)
+        finally:
+            if sqlite:
+                await connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await connection.commit()
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -1,21 +1,33 @@
 """FastAPI dependencies: settings, DB session, the authenticated principal, rate limits."""
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.gateway import repository
-from services.gateway.auth import InvalidToken, TokenClaims, decode_access_token, hash_api_key, looks_like_api_key
+from services.gateway.auth import (
+    API_KEY_SCOPES,
+    InvalidToken,
+    TokenClaims,
+    decode_access_token,
+    hash_api_key,
+    looks_like_api_key,
+)
 from services.gateway.db import get_session
 from services.gateway.errors import (
     INACTIVE_USER,
     INVALID_API_KEY,
     INVALID_TOKEN,
+    MISSING_SCOPE,
     NOT_AUTHENTICATED,
     REVOKED_TOKEN,
+    SESSION_REQUIRED,
+    Forbidden,
     Unauthorized,
 )
 from services.gateway.fanout import Fanout
@@ -29,7 +41,13 @@ oauth2_scheme = OAuth2PasswordBearer(
     tokenUrl="/api/login", auto_error=False, description="Log in with username (or email) and password."
 )
 api_key_scheme = APIKeyHeader(
-    name=API_KEY_HEADER, auto_error=False, description="An API key from POST /api/keys (for backend clients)."
+    name=API_KEY_HEADER,
+    auto_error=False,
+    description=(
+        "An API key from POST /api/keys (for backend clients). A key may only do what its scopes allow: "
+        + "; ".join(f"`{name}`: {text}" for name, text in API_KEY_SCOPES.items())
+        + " Key management, logout and the profile need a bearer token."
+    ),
 )
 
 
@@ -102,11 +120,14 @@ async def _from_token(session: AsyncSession, settings: Settings, token: str) -> 
         claims = decode_access_token(token, secret=settings.secret_key.get_secret_value())
     except InvalidToken as exc:
         raise Unauthorized(INVALID_TOKEN) from exc
-    if await repository.is_token_revoked(session=session, jti=claims.jti):
-        raise Unauthorized(REVOKED_TOKEN)
-    user = await session.get(User, claims.user_id)
-    if user is None:
+    # One round trip: the user and whether this token id was revoked.
+    user, revoked = await repository.user_for_token(session=session, user_id=claims.user_id, jti=claims.jti)
+    # A token older than its account was issued to an account that no longer exists (ids
+    # are never reused, this is the second lock); iat has whole seconds only.
+    if user is None or claims.issued_at < user.created_at.replace(microsecond=0):
         raise Unauthorized(INVALID_TOKEN)
+    if revoked or claims.version != user.token_version:
+        raise Unauthorized(REVOKED_TOKEN)
     if not user.is_active:
         raise Unauthorized(INACTIVE_USER)
     return Principal(user=user, token=claims)
@@ -137,3 +158,37 @@ async def current_user(principal: Annotated[Principal, Depends(current_principal
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def require_session(principal: CurrentPrincipal) -> None:
+    """403 for API keys: key management, logout and the profile need a user's bearer token."""
+    if principal.token is None:
+        raise Forbidden(SESSION_REQUIRED)
+
+
+def require_scope(scope: str) -> Callable[[Principal], Awaitable[None]]:
+    """A dependency: API keys need ``scope`` (user sessions may do everything)."""
+    if scope not in API_KEY_SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def check(principal: CurrentPrincipal) -> None:
+        if principal.api_key is not None and scope not in principal.api_key.scopes.split():
+            raise Forbidden(MISSING_SCOPE.format(scope=scope))
+
+    check.api_key_scope = scope  # type: ignore[attr-defined]  # read by access_of() for OpenAPI
+    return check
+
+
+def access_of(route: APIRoute) -> tuple[bool, list[str]]:
+    """Whether a route needs a user session, and the API-key scopes it needs (for OpenAPI)."""
+    session_only, scopes = False, []
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        for sub in dependant.dependencies:
+            session_only |= sub.call is require_session
+            scope = getattr(sub.call, "api_key_scope", None)
+            if scope is not None and scope not in scopes:
+                scopes.append(scope)
+            pending.append(sub)
+    return session_only, scopes

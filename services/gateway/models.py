@@ -26,6 +26,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: Scopes of API keys created before scopes existed: everything they could do then, but key management.
+DEFAULT_KEY_SCOPES = "predict history:read history:write"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Stores naive UTC, returns aware UTC, on every backend."""
 
@@ -61,6 +65,7 @@ class User(Base):
     """An account that can log in and owns predictions and API keys."""
 
     __tablename__ = "users"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -68,6 +73,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(128))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Carried by every access token as ``ver``; "log out everywhere" increments it.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     api_keys: Mapped[list["ApiKey"]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
@@ -87,12 +94,15 @@ class ApiKey(Base):
     """A long-lived credential for backend clients; only its SHA-256 is stored."""
 
     __tablename__ = "api_keys"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Space-separated scopes (see ``auth.API_KEY_SCOPES``).
+    scopes: Mapped[str] = mapped_column(String(100), default=DEFAULT_KEY_SCOPES, server_default=DEFAULT_KEY_SCOPES)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -104,6 +114,7 @@ class Prediction(Base):
     """One prediction request's outcome. Raw inputs are never stored, only their metadata."""
 
     __tablename__ = "predictions"
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

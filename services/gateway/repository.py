@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, cast, delete, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, cast, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from services.gateway.errors import DUPLICATE_USER, Conflict
 from services.gateway.models import ApiKey, Prediction, RevokedToken, User, utcnow
@@ -56,9 +57,33 @@ async def is_token_revoked(*, session: AsyncSession, jti: str) -> bool:
     return (await session.get(RevokedToken, jti)) is not None
 
 
-async def create_api_key(*, session: AsyncSession, user_id: int, name: str, prefix: str, key_hash: str) -> ApiKey:
+async def user_for_token(*, session: AsyncSession, user_id: int, jti: str) -> tuple[User | None, bool]:
+    """The token's user and whether its ``jti`` was revoked, in one query."""
+    query = (
+        select(User, RevokedToken.jti)
+        .outerjoin(RevokedToken, RevokedToken.jti == jti)
+        .where(User.id == user_id)
+        .limit(1)
+    )
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None, False
+    return row[0], row[1] is not None
+
+
+async def log_out_everywhere(*, session: AsyncSession, user: User) -> None:
+    """Invalidate every token issued to ``user`` so far (their ``ver`` no longer matches)."""
+    await session.execute(update(User).where(User.id == user.id).values(token_version=User.token_version + 1))
+    await session.commit()
+
+
+async def create_api_key(
+    *, session: AsyncSession, user_id: int, name: str, prefix: str, key_hash: str, scopes: list[str]
+) -> ApiKey:
     """Store a new API key (hash only)."""
-    key = ApiKey(user_id=user_id, name=name, prefix=prefix, key_hash=key_hash, created_at=utcnow())
+    key = ApiKey(
+        user_id=user_id, name=name, prefix=prefix, key_hash=key_hash, scopes=" ".join(scopes), created_at=utcnow()
+    )
     session.add(key)
     await session.commit()
     return key
@@ -83,10 +108,7 @@ async def revoke_api_key(*, session: AsyncSession, user_id: int, key_id: int) ->
 
 async def find_api_key(*, session: AsyncSession, key_hash: str) -> ApiKey | None:
     """The key with this hash, with its user loaded."""
-    key = await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
-    if key is not None:
-        await session.refresh(key, ["user"])
-    return key
+    return await session.scalar(select(ApiKey).options(joinedload(ApiKey.user)).where(ApiKey.key_hash == key_hash))
 
 
 async def touch_api_key(*, session: AsyncSession, key: ApiKey) -> None:

@@ -14,9 +14,9 @@ from services.gateway.errors import (
     INVALID_API_KEY,
     INVALID_CREDENTIALS,
     INVALID_TOKEN,
-    LOGOUT_NEEDS_BEARER,
     NOT_AUTHENTICATED,
     REVOKED_TOKEN,
+    SESSION_REQUIRED,
 )
 from services.gateway.settings import DEV_SECRET_KEY, Settings
 from tests.gateway.factories import PASSWORD, auth_headers, login, register
@@ -306,12 +306,13 @@ async def test_cannot_revoke_another_users_key(client):
     assert (await client.get("/api/user/profile", headers={"X-API-Key": key["key"]})).status_code == 200
 
 
-async def test_logout_with_an_api_key_is_400(client):
+async def test_logout_with_an_api_key_is_403(client):
     headers = await auth_headers(client)
     secret = (await client.post("/api/keys", json={"name": "k"}, headers=headers)).json()["key"]
-    response = await client.post("/api/logout", headers={"X-API-Key": secret})
-    assert response.status_code == 400
-    assert response.json()["detail"] == LOGOUT_NEEDS_BEARER
+    for path in ("/api/logout", "/api/logout/all"):
+        response = await client.post(path, headers={"X-API-Key": secret})
+        assert response.status_code == 403
+        assert response.json()["detail"] == SESSION_REQUIRED
 
 
 async def test_blank_key_name_is_422(client):

@@ -382,16 +382,21 @@ async def test_api_key_can_predict(client, upstream, headers):
 
 
 async def test_services_health_reports_each_service(client, upstream):
-    upstream.routes["speech_ready"].respond(503, json=error_body("Not ready: model file missing", "not_ready"))
+    reason = "Not ready: loading failed: FileNotFoundError: /srv/models/speech/model.keras"
+    upstream.routes["speech_ready"].respond(503, json=error_body(reason, "not_ready"))
     upstream.routes["fusion_ready"].mock(side_effect=httpx.ConnectError("refused"))
     response = await client.get("/api/health/services")
     assert response.status_code == 200
     services = response.json()["services"]
-    assert services["text"]["status"] == "ready"
+    assert services["text"] == {"status": "ready", "detail": None}
     assert services["image"]["status"] == "ready"
-    assert services["speech"] == {"status": "not_ready", "url": SPEECH, "detail": "Not ready: model file missing"}
+    # Public endpoint: neither the services' URLs nor the server's file paths are shown.
+    assert services["speech"] == {
+        "status": "not_ready",
+        "detail": "Not ready: loading failed: FileNotFoundError: model.keras",
+    }
     assert services["fusion"]["status"] == "unreachable"
-    assert {TEXT, IMAGE, FUSION} <= {s["url"] for s in services.values()}
+    assert not any(url in response.text for url in (SPEECH, TEXT, IMAGE, FUSION, "/srv/"))
 
 
 async def test_oversized_multipart_text_field_is_400_with_the_reason(client, upstream, headers):

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Form, Response, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from services.gateway import repository
@@ -13,20 +13,24 @@ from services.gateway.errors import (
     DUPLICATE_USER,
     INACTIVE_USER,
     INVALID_CREDENTIALS,
-    LOGOUT_NEEDS_BEARER,
-    BadRequest,
     Conflict,
     Unauthorized,
 )
-from shared.errors import error_responses
+from shared.errors import InvalidInput, error_responses
 
 MIN_PASSWORD_LENGTH = 8
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{2,63}$"
 
+INVALID_GRANT_TYPE = "grant_type must be 'password'"
+#: Token responses must not be stored by browsers or proxies (RFC 6749 section 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
 #: Register and log in: no credentials.
 public_router = APIRouter(tags=["auth"])
-#: Log out and profile: included with the auth dependency attached (see app.py).
+#: The profile: included with the auth dependency attached (see app.py); API keys may read it.
 router = APIRouter(tags=["auth"], responses=error_responses(401, 429))
+#: Logging out: included with the auth dependency and require_session attached (see app.py).
+session_router = APIRouter(tags=["auth"], responses=error_responses(401, 403, 429))
 
 
 class RegisterRequest(BaseModel):
@@ -120,17 +124,27 @@ async def register(body: RegisterRequest, session: SessionDep, settings: Setting
     dependencies=[Depends(limit_auth)],
     responses=error_responses(401, 422, 429),
 )
-async def login(
+async def login(  # noqa: PLR0917 (FastAPI passes parameters by name)
+    request: Request,
+    response: Response,
     session: SessionDep,
     settings: SettingsDep,
     username: Annotated[str, Form(max_length=320, description="Username or email.", examples=["alice"])],
     password: Annotated[str, Form(max_length=1024, examples=["correct horse battery"])],
-    grant_type: Annotated[str | None, Form(pattern="^password$")] = None,  # noqa: ARG001 (OAuth2 form field)
+    grant_type: Annotated[  # noqa: ARG001 (checked on the raw form below)
+        str | None, Form(pattern="^password$", description="Optional; if sent, it must be `password`.")
+    ] = None,
 ) -> TokenResponse:
     """Form fields ``username`` (or email) and ``password``, as Swagger's Authorize button sends them.
 
     Unknown users cost the same bcrypt check as known ones, so timing does not reveal accounts.
+    The response is never cached (``Cache-Control: no-store``, RFC 6749 section 5.1).
     """
+    # FastAPI reads an empty form field as absent; OAuth2 wants `grant_type=` refused.
+    form = await request.form()  # already parsed for the fields above: cached, no second read
+    if "grant_type" in form and form.get("grant_type") != "password":
+        raise InvalidInput(INVALID_GRANT_TYPE)
+    response.headers.update(NO_STORE)
     user = await repository.find_user_for_login(session=session, login=username)
     valid = await verify_password(password, user.password_hash if user else None, rounds=settings.bcrypt_rounds)
     if user is None or not valid:
@@ -141,28 +155,39 @@ async def login(
         user_id=user.id,
         secret=settings.secret_key.get_secret_value(),
         expires_minutes=settings.access_token_expire_minutes,
+        version=user.token_version,
     )
     return TokenResponse(access_token=issued.token, expires_in=issued.expires_in)
 
 
-@router.post(
+@session_router.post(
     "/logout",
     operation_id="logout",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Revoke the bearer token used for this request",
-    responses=error_responses(400),
 )
 async def logout(principal: CurrentPrincipal, session: SessionDep) -> Response:
-    """The token is refused from now on, until and after it expires."""
-    if principal.token is None:
-        raise BadRequest(LOGOUT_NEEDS_BEARER)
+    """The token is refused from now on, until and after it expires. API keys cannot log out (403)."""
+    assert principal.token is not None  # require_session is attached to this router
     await repository.revoke_token(
         session=session, jti=principal.token.jti, user_id=principal.user.id, expires_at=principal.token.expires_at
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@session_router.post(
+    "/logout/all",
+    operation_id="logout_everywhere",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Log out everywhere: revoke every bearer token issued to you so far",
+)
+async def logout_everywhere(user: CurrentUser, session: SessionDep) -> Response:
+    """Every token issued before this call is refused (API keys are not affected: revoke those one by one)."""
+    await repository.log_out_everywhere(session=session, user=user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.get("/user/profile", operation_id="get_profile", summary="The current user")
 async def profile(user: CurrentUser) -> UserPublic:
-    """The authenticated account."""
+    """The authenticated account (readable with an API key of any scope; there is nothing to change here)."""
     return UserPublic.model_validate(user)

@@ -5,22 +5,24 @@ from typing import Literal
 
 import httpx
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.gateway.deps import SettingsDep
 from shared.errors import error_responses
 from shared.labels import Modality
+from shared.service import redact_paths
+
+MAX_DETAIL_CHARS = 300
 
 #: Public (no credentials).
 router = APIRouter(tags=["health"])
 
 
 class ServiceHealth(BaseModel):
-    """A downstream service's readiness as seen from the gateway."""
+    """A downstream service's readiness as seen from the gateway (no URLs or paths: this is public)."""
 
     status: Literal["ready", "not_ready", "unreachable"]
-    url: str
-    detail: str | None = None
+    detail: str | None = Field(default=None, max_length=MAX_DETAIL_CHARS)
 
 
 class ServicesHealth(BaseModel):
@@ -38,21 +40,22 @@ class ServicesHealth(BaseModel):
 async def services_health(request: Request, settings: SettingsDep) -> ServicesHealth:
     """Each service's /readyz, asked concurrently (the gateway's own /readyz covers only its DB)."""
     client: httpx.AsyncClient = request.app.state.http_client
-    names = [*(str(m) for m in Modality), "fusion"]
+    names = [*(str(m) for m in Modality), "fusion", "asr"]
 
     async def check(name: str) -> ServiceHealth:
         url = settings.service_url(name)
         try:
             response = await client.get(f"{url}/readyz", timeout=settings.health_timeout_s)
         except httpx.HTTPError as exc:
-            return ServiceHealth(status="unreachable", url=url, detail=type(exc).__name__)
+            return ServiceHealth(status="unreachable", detail=type(exc).__name__)
         if response.status_code == 200:
-            return ServiceHealth(status="ready", url=url)
+            return ServiceHealth(status="ready")
         try:
             detail = str(response.json().get("detail"))
         except (ValueError, AttributeError):
             detail = f"HTTP {response.status_code}"
-        return ServiceHealth(status="not_ready", url=url, detail=detail)
+        # A service's reason may name files of the server: never shown to the public.
+        return ServiceHealth(status="not_ready", detail=redact_paths(detail)[:MAX_DETAIL_CHARS])
 
     results = await asyncio.gather(*(check(n) for n in names))
     return ServicesHealth(services=dict(zip(names, results, strict=True)))

@@ -5,12 +5,13 @@ from collections.abc import AsyncIterator
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.gateway import repository
-from services.gateway.deps import CurrentUser, SessionDep, SettingsDep
+from services.gateway.auth import MAX_ID
+from services.gateway.deps import CurrentUser, SessionDep, SettingsDep, require_scope
 from services.gateway.errors import PREDICTION_NOT_FOUND, NotFound
 from services.gateway.export import csv_lines
 from services.gateway.models import utcnow
@@ -20,8 +21,8 @@ from services.gateway.schemas import PredictionOut
 from shared.errors import InvalidInput, error_responses
 from shared.labels import Emotion
 
-#: Included with the auth dependency attached (see app.py).
-router = APIRouter(tags=["history"], responses=error_responses(401, 429))
+#: Included with the auth dependency and the `history:read` scope attached (see app.py).
+router = APIRouter(tags=["history"], responses=error_responses(401, 403, 429))
 
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "CSV, one row per prediction"},
@@ -29,6 +30,7 @@ CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 HistoryModality = Literal["speech", "text", "image", "multimodal"]
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_ISO_START = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
 
 
 class PredictionPage(BaseModel):
@@ -72,8 +74,16 @@ class Statistics(BaseModel):
     per_day: list[DayCount]
 
 
+def _iso_only(value: Any) -> Any:
+    """Refuse numbers: pydantic would read ``to=0.5`` as a Unix time (1970), not as a mistake."""
+    if isinstance(value, str) and not _ISO_START.match(value.strip()):
+        raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-11-25 or 2026-11-25T12:00:00Z")
+    return value
+
+
 def _date_only_means_end_of_day(value: Any) -> Any:
     """``to=2026-11-25`` includes that whole day (pydantic alone would read it as its first instant)."""
+    value = _iso_only(value)
     if isinstance(value, str) and _DATE_ONLY.fullmatch(value.strip()):
         return datetime.combine(datetime.fromisoformat(value.strip()).date(), time.max)
     return value
@@ -85,7 +95,9 @@ def history_filter(
     ] = None,
     emotion: Annotated[Emotion | None, Query(description="Predicted (fused) label.")] = None,
     date_from: Annotated[
-        datetime | None, Query(alias="from", description="ISO 8601, inclusive; a date alone starts at 00:00 UTC.")
+        datetime | None,
+        BeforeValidator(_iso_only),
+        Query(alias="from", description="ISO 8601, inclusive; a date alone starts at 00:00 UTC."),
     ] = None,
     date_to: Annotated[
         datetime | None,
@@ -106,6 +118,8 @@ def history_filter(
 
 
 FilterDep = Annotated[HistoryFilter, Depends(history_filter)]
+#: ``{prediction_id:int}`` in the paths: "export.csv" never reaches them (so DELETE on it is 405).
+PredictionId = Annotated[int, Path(ge=1, le=MAX_ID, description="The prediction's id.")]
 
 
 @router.get(
@@ -119,7 +133,7 @@ async def list_predictions(
     session: SessionDep,
     filters: FilterDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> PredictionPage:
     """Paginated with limit/offset; ``total`` counts every match."""
     rows, total = await repository.list_predictions(
@@ -128,7 +142,6 @@ async def list_predictions(
     return PredictionPage(items=[to_out(r) for r in rows], total=total, limit=limit, offset=offset)
 
 
-# Declared before /predictions/{prediction_id} so "export.csv" is not taken for an id.
 @router.get(
     "/predictions/export.csv",
     operation_id="export_predictions_csv",
@@ -161,12 +174,12 @@ async def export_csv(
 
 
 @router.get(
-    "/predictions/{prediction_id}",
+    "/predictions/{prediction_id:int}",
     operation_id="get_prediction",
     summary="One of your predictions",
     responses=error_responses(404),
 )
-async def get_prediction(prediction_id: int, user: CurrentUser, session: SessionDep) -> PredictionOut:
+async def get_prediction(prediction_id: PredictionId, user: CurrentUser, session: SessionDep) -> PredictionOut:
     """Someone else's prediction answers 404, exactly like a missing one."""
     row = await repository.get_prediction(session=session, user_id=user.id, prediction_id=prediction_id)
     if row is None:
@@ -175,14 +188,15 @@ async def get_prediction(prediction_id: int, user: CurrentUser, session: Session
 
 
 @router.delete(
-    "/predictions/{prediction_id}",
+    "/predictions/{prediction_id:int}",
     operation_id="delete_prediction",
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete one of your predictions",
     responses=error_responses(404),
+    dependencies=[Depends(require_scope("history:write"))],
 )
-async def delete_prediction(prediction_id: int, user: CurrentUser, session: SessionDep) -> Response:
-    """Someone else's prediction answers 404, exactly like a missing one."""
+async def delete_prediction(prediction_id: PredictionId, user: CurrentUser, session: SessionDep) -> Response:
+    """Someone else's prediction answers 404, exactly like a missing one. API keys need `history:write`."""
     if not await repository.delete_prediction(session=session, user_id=user.id, prediction_id=prediction_id):
         raise NotFound(PREDICTION_NOT_FOUND)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
