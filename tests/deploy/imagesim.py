@@ -14,13 +14,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.conftest import free_port
 from tests.deploy.buildsim import REPO, Copy, Image, Run, apply_copy, parse
 
 CACHE = Path(os.environ.get("EMOTION_DEPLOY_CACHE", Path.home() / ".cache" / "emotion-deploy-images"))
@@ -152,12 +152,6 @@ def build(service: str, context: Path, requirements: str) -> Build:
         if cached:
             (layers / chain).touch()
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
