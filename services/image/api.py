@@ -3,19 +3,22 @@
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio.to_thread
+import numpy as np
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
 from services.image.decoding import DecodedImage, decode_image
 from services.image.errors import CORRUPT_IMAGE, MODEL_MISSING, NOT_AN_IMAGE, TOO_MANY_PIXELS
 from services.image.faces import FaceDetector
 from services.image.model import FaceEmotionModel
-from services.image.pipeline import DetectMode, PipelineConfig, analyze_batch
+from services.image.pipeline import DetectMode, PipelineConfig, assemble, locate_and_crop
 from services.image.schemas import ImageBatchPrediction, ImagePrediction
 from services.image.settings import Settings
-from shared.deps import MetricsDep, get_model, get_settings
+from shared.batching import MicroBatcher, get_batcher
+from shared.deps import get_model, get_settings
 from shared.errors import ServiceError, batch_too_large, error_responses
+from shared.labels import LABELS
 from shared.schemas import ModelInfo
-from shared.service import run_inference
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class FaceStack:
 
 ModelDep = Annotated[FaceStack, Depends(get_model)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+BatcherDep = Annotated[MicroBatcher[Any, Any], Depends(get_batcher)]
 
 DetectParam = Annotated[
     DetectMode | None,
@@ -58,9 +62,12 @@ router = APIRouter()
 
 
 async def _predict(
-    stack: FaceStack, settings: Settings, metrics: MetricsDep, payloads: list[bytes], detect: DetectMode | None
+    stack: FaceStack, settings: Settings, batcher: BatcherDep, payloads: list[bytes], detect: DetectMode | None
 ) -> list[ImagePrediction]:
-    """Decode, detect and classify in a worker thread; errors name the failing image in a batch."""
+    """Decode and detect in a worker thread, then classify every crop through the shared micro-batcher.
+
+    Errors name the failing image in a batch; crops of concurrent requests share one forward pass.
+    """
     mode = detect or settings.default_detect
     config = PipelineConfig(
         primary_face=settings.primary_face,
@@ -68,19 +75,26 @@ async def _predict(
         face_margin=settings.face_margin,
     )
 
-    def work(batch: list[bytes]) -> list[dict[str, Any]]:
-        images: list[DecodedImage] = []
+    def locate(batch: list[bytes]) -> list[tuple[DecodedImage, list[Any], list[Any]]]:
+        located = []
         for index, data in enumerate(batch):
             try:
-                images.append(decode_image(data, max_pixels=settings.max_pixels))
+                image = decode_image(data, max_pixels=settings.max_pixels)
             except ServiceError as exc:
                 if len(batch) > 1:
                     exc.detail = f"image {index}: {exc.detail}"
                 raise
-        results = analyze_batch(images, model=stack.model, detector=stack.detector, mode=mode, config=config)
-        return [r.to_dict() for r in results]
+            boxes, crops = locate_and_crop(image, detector=stack.detector, mode=mode, config=config)
+            located.append((image, boxes, crops))
+        return located
 
-    bodies = await run_inference(metrics, work, payloads)
+    located = await anyio.to_thread.run_sync(locate, payloads)
+    probabilities = await batcher.submit_many([crop for _, _, crops in located for crop in crops])
+    bodies, offset = [], 0
+    for image, boxes, _ in located:
+        rows = np.asarray(probabilities[offset : offset + len(boxes)]).reshape(len(boxes), len(LABELS))
+        bodies.append(assemble(image, boxes, rows, config).to_dict())
+        offset += len(boxes)
     info = ModelInfo(name=stack.name, version=stack.version)
     return [ImagePrediction.model_validate({**body, "model": info}) for body in bodies]
 
@@ -95,12 +109,12 @@ async def _predict(
 async def predict(
     stack: ModelDep,
     settings: SettingsDep,
-    metrics: MetricsDep,
+    batcher: BatcherDep,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP (checked by content)")],
     detect: DetectParam = None,
 ) -> ImagePrediction:
     """Every face with its box and probabilities; the primary face gives the image-level label."""
-    (result,) = await _predict(stack, settings, metrics, [await image.read()], detect)
+    (result,) = await _predict(stack, settings, batcher, [await image.read()], detect)
     return result
 
 
@@ -114,7 +128,7 @@ async def predict(
 async def predict_batch(
     stack: ModelDep,
     settings: SettingsDep,
-    metrics: MetricsDep,
+    batcher: BatcherDep,
     image: Annotated[list[UploadFile], File(description="Repeated image parts")],
     detect: DetectParam = None,
 ) -> ImageBatchPrediction:
@@ -122,4 +136,4 @@ async def predict_batch(
     if len(image) > settings.max_batch_size:
         raise batch_too_large(len(image), settings.max_batch_size, items="images")
     payloads = [await part.read() for part in image]
-    return ImageBatchPrediction(results=await _predict(stack, settings, metrics, payloads, detect))
+    return ImageBatchPrediction(results=await _predict(stack, settings, batcher, payloads, detect))

@@ -9,6 +9,7 @@ from services.image.api import FaceStack, router
 from services.image.errors import MODEL_TITLE
 from services.image.faces import FaceDetector
 from services.image.settings import Settings, get_settings
+from shared.batching import batching
 from shared.service import create_inference_app
 
 
@@ -21,7 +22,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Image.MAX_IMAGE_PIXELS = settings.max_pixels
         torch.set_num_threads(settings.inference_threads)
         detector = FaceDetector(max_side=settings.detection_max_side)
-        return FaceStack(model=face_model.load(settings.model_dir, tta=settings.tta), detector=detector)
+        model = face_model.load(
+            settings.model_dir,
+            tta=settings.tta,
+            runtime=settings.inference_runtime,
+            threads=settings.inference_threads,
+            cache_dir=settings.onnx_cache_dir,
+        )
+        return FaceStack(model=model, detector=detector)
 
     return create_inference_app(
         name="image",
@@ -33,4 +41,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router],
         tag_description="Face detection and emotion prediction",
         model_title=MODEL_TITLE,
+        # Every face of every concurrent request in one forward pass.
+        while_ready=batching(lambda stack: lambda crops: list(stack.model.predict(crops))),
     )

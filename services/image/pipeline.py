@@ -125,6 +125,24 @@ def _primary(faces: list[FaceResult], policy: PrimaryFace) -> int | None:
     return max(range(len(faces)), key=lambda i: faces[i].box.area)
 
 
+def locate_and_crop(
+    image: DecodedImage, *, detector: FaceDetector, mode: DetectMode, config: PipelineConfig
+) -> tuple[list[FaceBox], list[np.ndarray]]:
+    """The face boxes of one image and their crops (the classifier's input), in the same order."""
+    boxes = locate_faces(image, detector=detector, mode=mode, config=config)
+    crops = [crop_face(image.grey, box, 0.0 if box == whole_image_box(image) else config.face_margin) for box in boxes]
+    return boxes, crops
+
+
+def assemble(
+    image: DecodedImage, boxes: list[FaceBox], probabilities: np.ndarray, config: PipelineConfig
+) -> ImageResult:
+    """One image's result from its boxes and their (len(boxes), 7) probabilities."""
+    faces = [FaceResult(box, probabilities[i]) for i, box in enumerate(boxes)]
+    primary = _primary(faces, config.primary_face)
+    return ImageResult(image.width, image.height, faces, primary, None if faces else NO_FACE_MESSAGE)
+
+
 def analyze_batch(
     images: Sequence[DecodedImage],
     *,
@@ -134,19 +152,12 @@ def analyze_batch(
     config: PipelineConfig = PipelineConfig(),
 ) -> list[ImageResult]:
     """Detect every face in every image, classify all crops in one model call, and assemble the results."""
-    boxes = [locate_faces(image, detector=detector, mode=mode, config=config) for image in images]
-    crops = [
-        crop_face(image.grey, box, 0.0 if box == whole_image_box(image) else config.face_margin)
-        for image, image_boxes in zip(images, boxes, strict=True)
-        for box in image_boxes
-    ]
+    located = [locate_and_crop(image, detector=detector, mode=mode, config=config) for image in images]
+    crops = [crop for _, image_crops in located for crop in image_crops]
     probabilities = model.predict(crops) if crops else np.zeros((0, len(LABELS)))
     results: list[ImageResult] = []
     offset = 0
-    for image, image_boxes in zip(images, boxes, strict=True):
-        faces = [FaceResult(box, probabilities[offset + i]) for i, box in enumerate(image_boxes)]
-        offset += len(image_boxes)
-        primary = _primary(faces, config.primary_face)
-        message = None if faces else NO_FACE_MESSAGE
-        results.append(ImageResult(image.width, image.height, faces, primary, message))
+    for image, (boxes, _) in zip(images, located, strict=True):
+        results.append(assemble(image, boxes, probabilities[offset : offset + len(boxes)], config))
+        offset += len(boxes)
     return results

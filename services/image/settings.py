@@ -2,16 +2,17 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
 from services.image.pipeline import DetectMode, PrimaryFace
-from shared.settings import BaseServiceSettings
+from shared.batching import BatchingSettings
 
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
 
 
-class Settings(BaseServiceSettings):
+class Settings(BatchingSettings):
     """Face emotion service options."""
 
     model_dir: Path = Field(default=ARTIFACT_DIR, description="Folder holding face_emotion.pt.")
@@ -24,7 +25,13 @@ class Settings(BaseServiceSettings):
     detection_max_side: int = Field(default=800, ge=64, description="Images are downscaled to this for detection.")
     face_margin: float = Field(default=0.1, ge=0.0, le=1.0, description="Box growth on each side before cropping.")
     tta: bool = Field(default=True, description="Average with the horizontally flipped crop.")
-    max_batch_size: int = Field(default=32, ge=1, description="Most images in one /predict/batch request.")
+    max_batch_size: int = Field(
+        default=32, ge=1, description="Most images in one /predict/batch request, and face crops in one model call."
+    )
+    inference_runtime: Literal["onnx", "onnx-int8", "torch"] = Field(
+        default="onnx", description="How the CNN runs: onnxruntime fp32 (default), int8, or PyTorch (MODEL_CARD.md)."
+    )
+    onnx_cache_dir: Path | None = Field(default=None, description="Where the ONNX export is cached (default: temp).")
 
 
 @lru_cache

@@ -54,7 +54,7 @@ AppFactory = Callable[..., AsyncIterator[httpx.AsyncClient]]
 
 async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=120) as manager:  # a first start exports the ONNX model
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://image") as client:
             yield client
