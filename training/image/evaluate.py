@@ -25,7 +25,13 @@ def _detector(max_side: int) -> FaceDetector:
 def load_model(settings: Settings) -> face_model.FaceEmotionModel:
     """The shipped model, or the service's 503 error (exit code 2 in the CLI) if it is missing."""
     try:
-        return face_model.load(settings.model_dir, tta=settings.tta)
+        return face_model.load(
+            settings.model_dir,
+            tta=settings.tta,
+            runtime=settings.inference_runtime,
+            threads=settings.inference_threads,
+            cache_dir=settings.onnx_cache_dir,
+        )
     except face_model.ModelLoadError as exc:
         raise FaceModelNotReady(MODEL_MISSING.format(reason=exc)) from exc
 
