@@ -135,7 +135,7 @@ def test_logout_clears_everything_and_the_next_user_sees_nothing(page, stack, sh
     page.get_by_role("button", name="Dashboard").click()
     expect(page.locator("#history-rows tr")).to_have_count(1)
 
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log out", exact=True).click()
     expect(page.locator("#login-status")).to_have_text("You are logged out.")
     expect(page.locator("#dashboard-view")).to_be_hidden()
     state = page.evaluate(
@@ -199,7 +199,7 @@ def test_usable_at_390_px_without_sideways_scrolling(page, stack, shot):
     shot(page, "15-narrow-dashboard")
     page.get_by_role("button", name="API keys").click()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log out", exact=True).click()
     expect(page.locator("#login-status")).to_have_text("You are logged out.")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     # Keyboard: the login form is reachable and submits with Enter.

@@ -33,7 +33,7 @@ def test_register_then_text_prediction_with_bars_model_and_latency(page, shot):
     shot(page, "02-text-result")
 
     # The same name again: the error is next to the register button, in plain words.
-    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log out", exact=True).click()
     page.locator("#register-username").fill("newcomer")
     page.locator("#register-email").fill("other@example.com")
     page.locator("#register-password").fill(PASSWORD)

@@ -251,9 +251,12 @@ function wireMedia() {
       return;
     }
     $("#camera-start").disabled = true;
+    $("#camera-snap").disabled = true; // until the first frame is there
     try {
       showCamera(true);
+      setStatus(imageStatus, "Starting the camera…", "busy");
       camera = await startCamera(video);
+      $("#camera-snap").disabled = false;
       setStatus(imageStatus, 'Camera on. Press "Take snapshot" when ready.');
       $("#camera-snap").focus();
     } catch (error) {
@@ -264,7 +267,7 @@ function wireMedia() {
     }
   });
   $("#camera-snap").addEventListener("click", async () => {
-    if (!camera) return;
+    if (!camera || !video.videoWidth) return;
     const file = await camera.snapshot();
     $("#image-file").value = "";
     setInput("image", file, "Camera snapshot");
