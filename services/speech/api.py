@@ -1,22 +1,25 @@
 """Speech routes: thin wrappers that hand decoding and inference to a worker thread."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import anyio.to_thread
+import numpy as np
 from fastapi import APIRouter, Depends, File, UploadFile
 
 from services.speech.errors import CORRUPT_DETAIL, MODEL_MISSING_DETAIL, TOO_LONG_DETAIL, UNSUPPORTED_DETAIL
 from services.speech.model import SpeechModel
-from services.speech.pipeline import ClipResult, analyse
+from services.speech.pipeline import ClipResult, finish, prepare_all
 from services.speech.schemas import SpeechBatchResponse, SpeechPrediction, SpeechSegment
 from services.speech.settings import Settings
-from shared.deps import MetricsDep, get_model, get_settings
+from shared.batching import MicroBatcher, get_batcher
+from shared.deps import get_model, get_settings
 from shared.errors import batch_too_large, error_responses
 from shared.labels import LABELS
 from shared.schemas import ModelInfo, probabilities_from_vector
-from shared.service import run_inference
 
 ModelDep = Annotated[SpeechModel, Depends(get_model)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+BatcherDep = Annotated[MicroBatcher[Any, Any], Depends(get_batcher)]
 
 ERRORS = error_responses(
     413,
@@ -55,15 +58,18 @@ def to_response(result: ClipResult, model: SpeechModel) -> SpeechPrediction:
 
 
 async def _predict(
-    model: SpeechModel, settings: Settings, metrics: MetricsDep, files: list[UploadFile], *, batch: bool
+    model: SpeechModel, settings: Settings, batcher: BatcherDep, files: list[UploadFile], *, batch: bool
 ) -> list[SpeechPrediction]:
+    """Decode and segment in a worker thread, then classify the windows through the shared micro-batcher."""
     datas = [await f.read() for f in files]
     names = [f.filename or "" for f in files] if batch else None
 
-    def run(clips: list[bytes]) -> list[ClipResult]:
-        return analyse(clips, model=model, max_duration_s=settings.max_duration_s, names=names)
-
-    results = await run_inference(metrics, run, datas)
+    prepared = await anyio.to_thread.run_sync(
+        lambda: prepare_all(datas, model=model, max_duration_s=settings.max_duration_s, names=names)
+    )
+    windows = [seg.samples for _, segments in prepared for seg in segments]
+    rows = await batcher.submit_many(windows)
+    results: list[ClipResult] = finish(prepared, np.asarray(rows, dtype=np.float64).reshape(len(windows), len(LABELS)))
     return [to_response(r, model) for r in results]
 
 
@@ -77,11 +83,11 @@ async def _predict(
 async def predict(
     model: ModelDep,
     settings: SettingsDep,
-    metrics: MetricsDep,
+    batcher: BatcherDep,
     audio: Annotated[UploadFile, File(description="Audio file; the type is detected from its content.")],
 ) -> SpeechPrediction:
     """Overall probabilities of the clip and a per-window timeline (silence skipped)."""
-    (result,) = await _predict(model, settings, metrics, [audio], batch=False)
+    (result,) = await _predict(model, settings, batcher, [audio], batch=False)
     return result
 
 
@@ -95,10 +101,10 @@ async def predict(
 async def predict_batch(
     model: ModelDep,
     settings: SettingsDep,
-    metrics: MetricsDep,
+    batcher: BatcherDep,
     audio: Annotated[list[UploadFile], File(description="Audio files, one `audio` part each.")],
 ) -> SpeechBatchResponse:
     """One result per file, in upload order; a bad file fails the batch and is named."""
     if len(audio) > settings.max_batch_size:
         raise batch_too_large(len(audio), settings.max_batch_size, items="files")
-    return SpeechBatchResponse(results=await _predict(model, settings, metrics, audio, batch=True))
+    return SpeechBatchResponse(results=await _predict(model, settings, batcher, audio, batch=True))

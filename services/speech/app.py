@@ -6,6 +6,7 @@ from services.speech import model as speech_model
 from services.speech.api import router
 from services.speech.errors import MODEL_TITLE
 from services.speech.settings import Settings, get_settings
+from shared.batching import batching
 from shared.service import create_inference_app
 
 
@@ -22,4 +23,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router],
         tag_description="Speech emotion inference",
         model_title=MODEL_TITLE,
+        # The speech windows of all concurrent clips in one model call.
+        while_ready=batching(lambda model: lambda windows: list(model.predict(windows))),
     )

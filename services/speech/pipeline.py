@@ -52,6 +52,15 @@ def analyse(
 
     A bad item raises its domain error; given ``names``, with the item's index and name in the message.
     """
+    prepared = prepare_all(clips, model=model, max_duration_s=max_duration_s, names=names)
+    flat = [seg.samples for _, segments in prepared for seg in segments]
+    return finish(prepared, model.predict(flat))
+
+
+def prepare_all(
+    clips: list[bytes], *, model: SpeechModel, max_duration_s: float, names: list[str] | None = None
+) -> list[tuple[float, list[Segment]]]:
+    """:func:`prepare` for each upload; a bad one raises, named by index (and file name) when ``names``."""
     prepared: list[tuple[float, list[Segment]]] = []
     for i, data in enumerate(clips):
         try:
@@ -61,8 +70,11 @@ def analyse(
                 raise
             label = f"audio[{i}]" + (f" ({names[i]})" if names[i] else "")
             raise type(exc)(f"{label}: {exc.detail}") from exc
-    flat = [seg.samples for _, segments in prepared for seg in segments]
-    probabilities = model.predict(flat)
+    return prepared
+
+
+def finish(prepared: list[tuple[float, list[Segment]]], probabilities: npt.NDArray[np.float64]) -> list[ClipResult]:
+    """Clip results from the prepared clips and the probabilities of all their windows, in order."""
     results: list[ClipResult] = []
     offset = 0
     for duration, segments in prepared:

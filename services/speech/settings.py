@@ -5,17 +5,19 @@ from pathlib import Path
 
 from pydantic import Field
 
-from shared.settings import BaseServiceSettings
+from shared.batching import BatchingSettings
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 
 
-class Settings(BaseServiceSettings):
+class Settings(BatchingSettings):
     """Options of the speech service."""
 
     model_dir: Path = Field(default=ARTIFACTS_DIR, description="Folder holding the .keras model and its JSON.")
     max_duration_s: float = Field(default=600.0, gt=0, description="Longest clip accepted, in seconds (else 413).")
-    max_batch_size: int = Field(default=32, ge=1, description="Most files in one /predict/batch request.")
+    max_batch_size: int = Field(
+        default=32, ge=1, description="Most files in one /predict/batch request, and windows in one model call."
+    )
 
 
 @lru_cache
