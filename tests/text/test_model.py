@@ -1,11 +1,24 @@
 """The shipped text models load, predict sensibly and handle any Unicode."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from services.text.model import ArtifactError, TextModel, clean_text, load, word_tokens
+from services.text.model import (
+    ENCODER_FILES_KEY,
+    PACKAGED_ENCODER,
+    ArtifactError,
+    TextModel,
+    clean_text,
+    encoder_files,
+    load,
+    resolve_encoder,
+    verify_encoder,
+    word_tokens,
+)
 from services.text.settings import ARTIFACTS_DIR
 from shared.labels import LABEL_TO_INDEX, LABELS
 
@@ -108,3 +121,64 @@ def test_wrong_labels_are_refused(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"kind": "minilm", "labels": ["a", "b"]}))
     with pytest.raises(ArtifactError, match="labels"):
         load(tmp_path)
+
+
+def encoder_copy(tmp_path: Path) -> Path:
+    """A folder of symlinks to the packaged MiniLM's files (its own path, so files can be swapped)."""
+    source = Path(resolve_encoder(PACKAGED_ENCODER))
+    target = tmp_path / "encoder"
+    for file in source.rglob("*"):
+        if file.is_file():
+            (target / file.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+            (target / file.relative_to(source)).symlink_to(file)
+    return target
+
+
+def test_the_shipped_fingerprint_covers_every_file_the_encoder_loads() -> None:
+    config = json.loads((ARTIFACTS_DIR / "minilm" / "config.json").read_text())
+    recorded = config[ENCODER_FILES_KEY]
+    assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"} <= set(recorded)
+    verify_encoder(PACKAGED_ENCODER, recorded)  # the installed package is the one the model was trained on
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (lambda d: (d / "tokenizer_config.json").unlink() or (d / "tokenizer_config.json").write_text("{}"), "changed"),
+        (lambda d: (d / "vocab.txt").unlink(), "missing: vocab.txt"),
+        (lambda d: (d / "extra_module.py").write_text("print('hi')"), "unexpected: extra_module.py"),
+    ],
+)
+def test_any_difference_in_the_base_encoder_is_refused(tmp_path: Path, tamper, message: str) -> None:
+    encoder = encoder_copy(tmp_path)
+    recorded = encoder_files(str(encoder))
+    verify_encoder(str(encoder), recorded)
+    tamper(encoder)
+    with pytest.raises(ArtifactError, match=message):
+        verify_encoder(str(encoder), recorded)
+
+
+@pytest.mark.parametrize("fingerprint", [None, {}, "53aa5117"])
+def test_a_model_without_the_encoder_fingerprint_is_not_loaded(tmp_path: Path, fingerprint: object) -> None:
+    folder = tmp_path / "minilm"
+    shutil.copytree(ARTIFACTS_DIR / "minilm", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop(ENCODER_FILES_KEY)
+    if fingerprint is not None:
+        config[ENCODER_FILES_KEY] = fingerprint
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match="no encoder_files fingerprint"):
+        load(folder, runtime="torch")
+
+
+def test_a_model_over_a_different_encoder_is_not_loaded(tmp_path: Path) -> None:
+    encoder = encoder_copy(tmp_path)
+    (encoder / "config.json").unlink()
+    (encoder / "config.json").write_text((Path(resolve_encoder(PACKAGED_ENCODER)) / "config.json").read_text() + " ")
+    folder = tmp_path / "minilm"
+    shutil.copytree(ARTIFACTS_DIR / "minilm", folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["encoder"] = str(encoder)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ArtifactError, match=r"not the one the model was trained on \(changed: config.json\)"):
+        load(folder, runtime="torch")
