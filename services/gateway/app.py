@@ -12,14 +12,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import fastapi.routing
 from alembic.config import Config
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import FileResponse
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match, Route
 
 from services.gateway.db import (
     alembic_config,
@@ -78,23 +77,27 @@ async def _watch_database(app: FastAPI, engine: AsyncEngine, config: Config, int
             app.state.ready, app.state.not_ready_reason = True, ""
 
 
+def _api_routes(app: FastAPI) -> list[Any]:
+    """Every route as served (FastAPI >= 0.160 keeps included routers whole; older ones copy routes)."""
+    iter_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    routes = list(iter_contexts(app.routes)) if iter_contexts is not None else list(app.routes)
+    return [r for r in routes if getattr(r, "path_regex", None) is not None and getattr(r, "methods", None)]
+
+
 def _document_access(app: FastAPI) -> None:
     """Per operation in OpenAPI: bearer only (session routes), or bearer or an API key with its scopes."""
     default_openapi = app.openapi
-    access = {
-        route.unique_id: access_of(route) for route in app.routes if isinstance(route, APIRoute) and route.dependant
-    }
-    by_operation = {
-        (route.path_format, method.lower()): access[route.unique_id]
-        for route in app.routes
-        if isinstance(route, APIRoute)
-        for method in route.methods or ()
-    }
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = default_openapi()
+        by_operation = {
+            (route.path_format, method.lower()): access_of(route.dependant)
+            for route in _api_routes(app)
+            if getattr(route, "dependant", None) is not None
+            for method in route.methods
+        }
         for path, item in schema.get("paths", {}).items():
             for method, operation in item.items():
                 session_only, scopes = by_operation.get((path, method), (False, []))
@@ -123,11 +126,11 @@ def _complete_allow_on_405(app: FastAPI) -> None:
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 405:
+            path = request.scope.get("path", "")
             methods: set[str] = set()
-            for route in app.router.routes:
-                match, _ = route.matches(request.scope)
-                if match is not Match.NONE and isinstance(route, Route | APIRoute) and route.methods:
-                    methods |= route.methods
+            for route in _api_routes(app):
+                if route.path_regex.match(path):
+                    methods |= set(route.methods)
             if methods:
                 exc.headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
         response = shared_handler(request, exc)

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.routing import APIRoute
+from fastapi.dependencies.models import Dependant
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -179,13 +179,13 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[None]]:
     return check
 
 
-def access_of(route: APIRoute) -> tuple[bool, list[str]]:
+def access_of(dependant: Dependant) -> tuple[bool, list[str]]:
     """Whether a route needs a user session, and the API-key scopes it needs (for OpenAPI)."""
     session_only, scopes = False, []
-    pending = [route.dependant]
+    pending = [dependant]
     while pending:
-        dependant = pending.pop()
-        for sub in dependant.dependencies:
+        current = pending.pop()
+        for sub in current.dependencies:
             session_only |= sub.call is require_session
             scope = getattr(sub.call, "api_key_scope", None)
             if scope is not None and scope not in scopes:

@@ -62,6 +62,10 @@ class Settings(BaseServiceSettings):
     max_audio_bytes: int | None = Field(default=None, gt=0)
     max_image_bytes: int | None = Field(default=None, gt=0)
     export_max_rows: int = Field(default=100_000, ge=1)
+    #: JSON bodies are checked before parsing: size while streaming (413), nesting and value count (422).
+    max_json_bytes: int = Field(default=128 * 1024, ge=1024, description="Largest JSON request body.")
+    max_json_depth: int = Field(default=32, ge=2, description="Deepest nesting of arrays/objects in a JSON body.")
+    max_json_items: int = Field(default=256, ge=8, description="Most values (members + elements) in a JSON body.")
 
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> "Settings":

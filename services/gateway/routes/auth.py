@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from services.gateway import repository
 from services.gateway.auth import BCRYPT_MAX_BYTES, create_access_token, hash_password, verify_password
+from services.gateway.bodylimits import JsonLimitedRoute
 from services.gateway.deps import CurrentPrincipal, CurrentUser, SessionDep, SettingsDep, limit_auth
 from services.gateway.errors import (
     DUPLICATE_USER,
@@ -26,11 +27,11 @@ INVALID_GRANT_TYPE = "grant_type must be 'password'"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 #: Register and log in: no credentials.
-public_router = APIRouter(tags=["auth"])
+public_router = APIRouter(route_class=JsonLimitedRoute, tags=["auth"])
 #: The profile: included with the auth dependency attached (see app.py); API keys may read it.
-router = APIRouter(tags=["auth"], responses=error_responses(401, 429))
+router = APIRouter(route_class=JsonLimitedRoute, tags=["auth"], responses=error_responses(401, 429))
 #: Logging out: included with the auth dependency and require_session attached (see app.py).
-session_router = APIRouter(tags=["auth"], responses=error_responses(401, 403, 429))
+session_router = APIRouter(route_class=JsonLimitedRoute, tags=["auth"], responses=error_responses(401, 403, 429))
 
 
 class RegisterRequest(BaseModel):

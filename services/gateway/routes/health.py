@@ -7,6 +7,7 @@ import httpx
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from services.gateway.bodylimits import JsonLimitedRoute
 from services.gateway.deps import SettingsDep
 from shared.errors import error_responses
 from shared.labels import Modality
@@ -15,7 +16,7 @@ from shared.service import redact_paths
 MAX_DETAIL_CHARS = 300
 
 #: Public (no credentials).
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=JsonLimitedRoute, tags=["health"])
 
 
 class ServiceHealth(BaseModel):

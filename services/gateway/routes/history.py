@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.gateway import repository
 from services.gateway.auth import MAX_ID
+from services.gateway.bodylimits import JsonLimitedRoute
 from services.gateway.deps import CurrentUser, SessionDep, SettingsDep, require_scope
 from services.gateway.errors import PREDICTION_NOT_FOUND, NotFound
 from services.gateway.export import csv_lines
@@ -22,7 +23,7 @@ from shared.errors import InvalidInput, error_responses
 from shared.labels import Emotion
 
 #: Included with the auth dependency and the `history:read` scope attached (see app.py).
-router = APIRouter(tags=["history"], responses=error_responses(401, 403, 429))
+router = APIRouter(route_class=JsonLimitedRoute, tags=["history"], responses=error_responses(401, 403, 429))
 
 CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/csv": {}}, "description": "CSV, one row per prediction"},

@@ -9,12 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway import repository
 from services.gateway.auth import API_KEY_SCOPES, DEFAULT_NEW_KEY_SCOPES, MAX_ID, generate_api_key
+from services.gateway.bodylimits import JsonLimitedRoute
 from services.gateway.deps import CurrentUser, SessionDep
 from services.gateway.errors import API_KEY_NOT_FOUND, NotFound
 from shared.errors import error_responses
 
 #: Included with the auth dependency and require_session attached (see app.py): keys cannot mint keys.
-router = APIRouter(prefix="/keys", tags=["api keys"], responses=error_responses(401, 403, 429))
+router = APIRouter(
+    route_class=JsonLimitedRoute, prefix="/keys", tags=["api keys"], responses=error_responses(401, 403, 429)
+)
 
 Scope = Literal["predict", "history:read", "history:write"]
 

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.gateway.bodylimits import JsonLimitedRoute
 from services.gateway.deps import CurrentUser, FanoutDep, SessionDep, SettingsDep
 from services.gateway.errors import NO_INPUT
 from services.gateway.fanout import RequestSpec
@@ -16,7 +17,9 @@ from shared.errors import InvalidInput, error_responses
 from shared.labels import Modality
 
 #: Included with the auth dependency attached (see app.py).
-router = APIRouter(prefix="/predict", tags=["predictions"], responses=error_responses(401, 429))
+router = APIRouter(
+    route_class=JsonLimitedRoute, prefix="/predict", tags=["predictions"], responses=error_responses(401, 403, 429)
+)
 
 #: Errors every prediction endpoint with uploads can answer (besides 401/429).
 PREDICT_ERRORS = error_responses(413, 415, 422, 502, 503)
