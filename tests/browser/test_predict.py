@@ -2,10 +2,13 @@
 
 import re
 
+import httpx
+import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD, login
 from tests.browser.media import file_payload, png, wav
+from tests.browser.stub_services import peaked
 
 CHART_DATASETS = "sel => window.Chart.getChart(document.querySelector(sel)).data.datasets.length"
 
@@ -136,6 +139,7 @@ def test_audio_upload_shows_the_speech_timeline(page, stack, shot):
 def test_microphone_recording_is_sent_as_wav(page, stack, shot):
     username, _ = stack.register()
     login(page, username)
+    expect(page.get_by_role("button", name="Stop recording")).to_be_hidden()
     page.get_by_role("button", name="Record from microphone").click()
     expect(page.get_by_role("button", name="Stop recording")).to_be_visible()
     expect(page.locator("#audio-status")).to_contain_text("Recording…")
@@ -158,11 +162,13 @@ def test_microphone_recording_is_sent_as_wav(page, stack, shot):
 def test_webcam_snapshot_text_and_audio_give_a_fused_prediction(page, stack, shot):
     username, _ = stack.register()
     login(page, username)
+    expect(page.get_by_role("button", name="Take snapshot")).to_be_hidden()
     page.get_by_role("button", name="Use camera").click()
     expect(page.locator("#camera-video")).to_be_visible()
     page.get_by_role("button", name="Take snapshot").click()
     expect(page.locator("#image-preview p")).to_contain_text("Camera snapshot")
     page.get_by_role("button", name="Close camera").click()
+    expect(page.locator("#camera-video")).to_be_hidden()
     page.get_by_label("Text").fill("I love this")
     page.locator("#audio-file").set_input_files(file_payload("tone.wav", "audio/wav", wav(seconds=2)))
     page.get_by_role("button", name="Predict all given (fused)").click()
@@ -174,3 +180,53 @@ def test_webcam_snapshot_text_and_audio_give_a_fused_prediction(page, stack, sho
     expect(result).to_contain_text("model stub-fusion test")
     expect(result.locator('[data-modality="image"] canvas')).to_be_visible()
     shot(page, "08-fused-result")
+
+
+def _window(start, end, label, modalities):
+    return {
+        "start": start,
+        "end": end,
+        "label": label,
+        "probabilities": peaked(label),
+        "modalities": {name: {"label": value, "probabilities": peaked(value)} for name, value in modalities.items()},
+    }
+
+
+def test_video_timeline_and_transcript_are_drawn(page, stack, shot):
+    """The page's rendering of the documented video answer (the gateway's reply is stood in for)."""
+    if httpx.get(f"{stack.url}/openapi.json").json()["paths"].get("/api/predict/video") is None:
+        pytest.skip("this gateway has no video input")
+    username, _ = stack.register()
+    login(page, username)
+    answer = {
+        "id": 7,
+        "created_at": "2026-12-02T10:00:00Z",
+        "kind": "video",
+        "label": "happy",
+        "probabilities": peaked("happy"),
+        "modalities": {},
+        "input": {},
+        "latencies_ms": {"total": 812.0},
+        "transcript": {"language": "en", "text": "what a day", "segments": [], "model": None},
+        "timeline": {
+            "window_s": 2.0,
+            "frame_rate": 2.0,
+            "windows": [
+                _window(0.0, 2.0, "happy", {"image": "happy", "speech": "neutral"}),
+                _window(2.0, 4.0, "sad", {"image": "sad"}),
+            ],
+            "missing": ["audio track"],
+        },
+    }
+    page.route("**/api/predict/video", lambda route: route.fulfill(json=answer))
+    expect(page.locator("#video-form")).to_be_visible()
+    page.locator("#video-file").set_input_files(file_payload("clip.mp4", "video/mp4", b"\x00\x00\x00\x18ftypmp42"))
+    page.get_by_role("button", name="Predict video").click()
+    figure = page.locator("#result .timeline")
+    expect(figure.locator("figcaption")).to_have_text("Video timeline")
+    expect(figure.locator(".chart-text")).to_have_text(
+        "2 window(s). 0.0–2.0 s: happy (image happy, speech neutral); 2.0–4.0 s: sad (image sad). Missing: audio track"
+    )
+    assert page.evaluate(CHART_DATASETS, "#result .timeline canvas") == 7
+    expect(page.locator("#result .transcript")).to_contain_text("what a day")
+    shot(page, "09-video-timeline")

@@ -72,7 +72,8 @@ export function timeline(canvas, windows) {
     data: {
       datasets: EMOTIONS.map((emotion) => ({
         label: emotion,
-        data: windows.map((w) => ({ x: mid(w), y: (w.probabilities || {})[emotion] || 0 })),
+        // A window without a result is a gap, not a zero.
+        data: windows.map((w) => ({ x: mid(w), y: w.probabilities ? w.probabilities[emotion] || 0 : null })),
         borderColor: COLORS[emotion],
         backgroundColor: COLORS[emotion],
         pointRadius: 3,

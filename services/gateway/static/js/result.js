@@ -24,27 +24,54 @@ function modelLine(model, latency) {
   return el("p", { class: "meta", text: parts.join(" · ") });
 }
 
-/** [{start, end, probabilities, label}] from a speech/video timeline, whatever its field names. */
+/** [{start, end, probabilities, label, modalities}] from a speech or video timeline, whatever its field names. */
 function windowsOf(list) {
   return (list || []).map((w, i) => {
     const start = w.start ?? w.start_s ?? w.t ?? w.time ?? i;
-    return { start, end: w.end ?? w.end_s ?? start, label: w.label, probabilities: w.probabilities || {} };
+    return {
+      start,
+      end: w.end ?? w.end_s ?? start,
+      label: w.label,
+      probabilities: w.probabilities || null,
+      modalities: w.modalities || {},
+    };
   });
 }
 
-function timelineFigure(title, windows) {
-  const canvas = el("canvas", { role: "img", "aria-label": `${title}: probability of each emotion over time` });
-  const figure = el("figure", { class: "timeline" }, [
-    el("figcaption", { text: title }),
-    el("div", { class: "chart-box" }, [canvas]),
-  ]);
-  const summary = windows
-    .map((w) => `${Number(w.start).toFixed(1)}–${Number(w.end).toFixed(1)} s: ${w.label || "?"}`)
-    .join("; ");
-  figure.append(el("p", { class: "chart-text", text: `${windows.length} window(s). ${summary}` }));
-  // Chart.js sizes the chart from its container: draw once the card is in the document.
-  pendingCharts.push(() => timeline(canvas, windows));
+function windowText(w) {
+  const span = `${Number(w.start).toFixed(1)}–${Number(w.end).toFixed(1)} s: ${w.label || "no result"}`;
+  const parts = Object.entries(w.modalities).map(([name, m]) => `${name} ${m.label}`);
+  return parts.length ? `${span} (${parts.join(", ")})` : span;
+}
+
+function timelineFigure(title, windows, note = "") {
+  const figure = el("figure", { class: "timeline" }, [el("figcaption", { text: title })]);
+  // Stored history keeps the labels only: draw the chart when there are probabilities to draw.
+  if (windows.some((w) => w.probabilities)) {
+    const canvas = el("canvas", { role: "img", "aria-label": `${title}: probability of each emotion over time` });
+    figure.append(el("div", { class: "chart-box" }, [canvas]));
+    // Chart.js sizes the chart from its container: draw once the card is in the document.
+    pendingCharts.push(() => timeline(canvas, windows));
+  }
+  const summary = `${windows.length} window(s). ${windows.map(windowText).join("; ")}`;
+  figure.append(el("p", { class: "chart-text", text: note ? `${summary}. ${note}` : summary }));
   return figure;
+}
+
+function transcriptBlock(transcript) {
+  const block = el("div", { class: "transcript" }, [
+    el("h4", { text: transcript.language ? `Transcript (${transcript.language})` : "Transcript" }),
+    el("p", { text: transcript.text || "(no words recognised)" }),
+  ]);
+  if (transcript.segments?.length) {
+    const list = el("ol", { class: "segments" });
+    for (const seg of transcript.segments) {
+      const label = seg.label ? ` — ${seg.label}` : "";
+      list.append(el("li", { text: `${Number(seg.start).toFixed(1)}–${Number(seg.end).toFixed(1)} s: ${seg.text}${label}` }));
+    }
+    block.append(list);
+  }
+  return block;
 }
 
 async function modalityCard(name, outcome, context) {
@@ -74,12 +101,6 @@ async function modalityCard(name, outcome, context) {
     if (details.segments.length) card.append(timelineFigure("Speech timeline", windowsOf(details.segments)));
     else card.append(el("p", { class: "state no-result", text: "No speech found in the recording." }));
   }
-  if (Array.isArray(details.timeline) && details.timeline.length) {
-    card.append(timelineFigure(`${KIND_NAMES[name] || name} timeline`, windowsOf(details.timeline)));
-  }
-  if (typeof details.transcript === "string" && details.transcript) {
-    card.append(el("p", { class: "transcript" }, [el("strong", { text: "Transcript: " }), details.transcript]));
-  }
   return card;
 }
 
@@ -108,8 +129,12 @@ export async function showResult(result, context = {}) {
     modalities.append(await modalityCard(name, outcome, context));
   }
   card.append(modalities);
-  if (Array.isArray(result.timeline) && result.timeline.length) {
-    card.append(timelineFigure("Video timeline", windowsOf(result.timeline)));
+  if (result.transcript) card.append(transcriptBlock(result.transcript));
+  const video = result.timeline;
+  const windows = Array.isArray(video) ? video : video?.windows;
+  if (windows?.length) {
+    const missing = video.missing?.length ? `Missing: ${video.missing.join(", ")}` : "";
+    card.append(timelineFigure("Video timeline", windowsOf(windows), missing));
   }
   if (!result.label && !result.fused && result.kind !== "multimodal") {
     const only = Object.values(result.modalities || {})[0];
