@@ -1,5 +1,6 @@
 """The training scripts, a few steps on a tiny synthetic dataset with a tiny random encoder."""
 
+import argparse
 import csv
 import json
 import os
@@ -141,3 +142,90 @@ def test_train_bilstm_tiny(data_root: Path, tmp_path: Path, capsys: pytest.Captu
     assert probs.shape == (2, len(LABELS))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert model.truncated(["a " * 13, "a " * 12]) == [True, False]
+
+
+def tiny_args(data_root: Path, encoder: str, tmp_path: Path, *extra: str) -> argparse.Namespace:
+    return train.parse_args(
+        [
+            *("--data", str(data_root), "--encoder", encoder, "--out", str(tmp_path / "out")),
+            *("--work", str(tmp_path / "work"), "--epochs", "2", "--batch-size", "8", "--max-tokens", "32"),
+            *("--freeze-layers", "0", "--lr", "1e-3", "--head-lr", "1e-2", "--log-every", "100", *extra),
+        ]
+    )
+
+
+def test_prepare_data_tokenises_once_with_the_window(data_root: Path, tiny_encoder: str, tmp_path: Path) -> None:
+    data = train.prepare_data(tiny_args(data_root, tiny_encoder, tmp_path, "--max-tokens", "6"))
+    assert (len(data.train), len(data.val)) == (80, 20)
+    assert max(data.lengths) == 6  # head-truncated to the window, [CLS]/[SEP] included
+    assert data.labels.tolist() == [e.label for e in data.train]
+    assert data.class_weights.shape == (len(LABELS),)
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
+    factor = train.lr_schedule(100, 0.1)
+    assert factor(0) == pytest.approx(0.1)
+    assert factor(9) == pytest.approx(1.0)
+    assert factor(55) == pytest.approx(0.5)
+    assert factor(100) == 0.0
+
+
+def test_train_loop_learns_and_checkpoints_resume_where_they_stopped(
+    data_root: Path, tiny_encoder: str, tmp_path: Path
+) -> None:
+    import torch
+
+    torch.manual_seed(0)
+    args = tiny_args(data_root, tiny_encoder, tmp_path)
+    data = train.prepare_data(args)
+    trainer = train.build_trainer(args, data)
+    assert (trainer.steps_per_epoch, trainer.total_steps) == (10, 20)
+
+    def loss() -> float:
+        trainer.network.eval()
+        with torch.no_grad():
+            input_ids, mask = train.collate(data.token_ids, data.pad_id)
+            value = float(trainer.loss_fn(trainer.network(input_ids, mask), data.labels))
+        trainer.network.train()
+        return value
+
+    before, epochs = loss(), []
+    train.train_loop(args, data, trainer, on_epoch=epochs.append)
+    assert trainer.step == 20
+    assert epochs == [1]  # called between epochs, not after the last
+    assert loss() < before * 0.8
+    path, signature = tmp_path / "ckpt.pt", train.signature_of(args)
+    train.save_checkpoint(trainer, path, signature)
+
+    fresh = train.build_trainer(args, data)
+    assert train.resume(fresh, path, signature)
+    assert fresh.step == 20
+    train.train_loop(args, data, fresh)  # nothing left to do
+    assert fresh.step == 20
+    other = train.signature_of(tiny_args(data_root, tiny_encoder, tmp_path, "--seed", "99"))
+    assert not train.resume(train.build_trainer(args, data), path, other)
+
+
+def test_export_writes_a_fingerprinted_artefact_the_service_loads(
+    data_root: Path, tiny_encoder: str, tmp_path: Path
+) -> None:
+    args = tiny_args(data_root, tiny_encoder, tmp_path)
+    trainer = train.build_trainer(args, train.prepare_data(args))
+    out = train.export(args, trainer.network, steps=0)
+    config = json.loads((out / "config.json").read_text())
+    assert config["steps"] == 0
+    assert "model.safetensors" in config["encoder_files"]
+    assert "data" not in config["training"]
+    model = load(out)
+    assert model.predict(["i feel joy"]).shape == (1, len(LABELS))
+
+
+def test_evaluate_reports_each_dataset_and_overall(data_root: Path, tiny_encoder: str, tmp_path: Path) -> None:
+    args = tiny_args(data_root, tiny_encoder, tmp_path)
+    data = train.prepare_data(args)
+    trainer = train.build_trainer(args, data)
+    model = MiniLMEmotionModel(trainer.network, data.tokenizer, "t", "0", 32)
+    reports = train.evaluate(model, data.val)
+    assert set(reports) == {"alpha", "beta", "overall"}
+    assert 0.0 <= reports["overall"]["accuracy"] <= 1.0
+    assert trainer.network.training  # evaluation leaves the training mode as it was

@@ -19,6 +19,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -207,28 +209,77 @@ def evaluate(model: MiniLMEmotionModel, examples: list[Example]) -> dict[str, di
     return per_dataset_reports(examples, probabilities)
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
-    args = parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
+# --------------------------------------------------------------------------- data
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
+
+@dataclass
+class TrainingData:
+    """The tokenised training split, its labels and loss weights, and the val split."""
+
+    train: list[Example]
+    val: list[Example]
+    tokenizer: Any
+    token_ids: list[list[int]]
+    labels: Any
+    class_weights: np.ndarray
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.token_ids]
+
+    @property
+    def pad_id(self) -> int:
+        return int(self.tokenizer.pad_token_id or 0)
+
+
+def prepare_data(args: argparse.Namespace) -> TrainingData:
+    """Read both splits, tokenise the training texts once (head-truncated) and weigh the classes."""
+    import torch
 
     train = load_split(args.data, "train", limit_per_dataset=args.limit_per_dataset)
     val = load_split(args.data, "val", limit_per_dataset=args.limit_per_dataset)
     print(f"train={len(train)} val={len(val)} encoder={args.encoder}", flush=True)
-
     tokenizer = load_tokenizer(args.encoder)
     token_ids = tokenizer(
         [e.text for e in train], truncation=True, max_length=args.max_tokens, add_special_tokens=True
     )["input_ids"]
-    lengths = [len(x) for x in token_ids]
-    labels = torch.tensor([e.label for e in train])
     weights = class_weights([e.label for e in train], power=args.class_weight_power)
-    print("class weights:", np.round(weights, 3).tolist(), f"mean tokens={np.mean(lengths):.1f}", flush=True)
+    data = TrainingData(train, val, tokenizer, token_ids, torch.tensor([e.label for e in train]), weights)
+    print("class weights:", np.round(weights, 3).tolist(), f"mean tokens={np.mean(data.lengths):.1f}", flush=True)
+    return data
+
+
+# --------------------------------------------------------------------------- loop
+
+
+@dataclass
+class Trainer:
+    """The network and everything that moves it: optimizer, schedule, loss, step counts."""
+
+    network: Any
+    optimizer: Any
+    scheduler: Any
+    loss_fn: Any
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0
+
+
+def lr_schedule(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_fraction`` of the steps, then linear decay to 0."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return factor
+
+
+def build_trainer(args: argparse.Namespace, data: TrainingData) -> Trainer:
+    """The network with its lower layers frozen, AdamW (encoder and head learning rates), schedule and loss."""
+    import torch
 
     network = build_network(args.encoder)
     configure_trainable(network, freeze_layers=args.freeze_layers, train_embeddings=args.train_embeddings)
@@ -240,103 +291,117 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
         ],
         weight_decay=args.weight_decay,
     )
-    steps_per_epoch = math.ceil(len(train) / args.batch_size)
+    steps_per_epoch = math.ceil(len(data.train) / args.batch_size)
     total_steps = max(1, int(steps_per_epoch * args.epochs))
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
-    warmup = max(1, int(total_steps * args.warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(total_steps, args.warmup))
+    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(data.class_weights, dtype=torch.float32))
+    return Trainer(network, optimizer, scheduler, loss_fn, steps_per_epoch, total_steps)
 
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
+def signature_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a checkpoint must match to be resumed."""
+    return {k: v for k, v in vars(args).items() if k in SIGNATURE_KEYS}
 
-    step = 0
-    checkpoint_path = work / CHECKPOINT
-    signature = {k: v for k, v in vars(args).items() if k in SIGNATURE_KEYS}
-    if checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["signature"] == signature or args.export_only:
-            network.load_state_dict(state["network"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            step = int(state["step"])
-            print(f"resumed from {checkpoint_path} at step {step}/{total_steps}", flush=True)
-        else:
-            print(f"ignoring {checkpoint_path}: it was made with other options", flush=True)
 
-    def save_checkpoint() -> None:
-        tmp = checkpoint_path.with_suffix(".tmp")
-        torch.save(
-            {
-                "signature": signature,
-                "network": network.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "step": step,
-            },
-            tmp,
-        )
-        tmp.replace(checkpoint_path)
+def save_checkpoint(trainer: Trainer, path: Path, signature: dict[str, Any]) -> None:
+    """Write the training state atomically (a crash never leaves a half-written checkpoint)."""
+    import torch
 
-    eval_model = MiniLMEmotionModel(
-        network=network, tokenizer=tokenizer, name=args.name, version=args.version, max_tokens=args.max_tokens
-    )
-    if args.export_only:
-        if not checkpoint_path.is_file():
-            raise SystemExit(f"--export-only: no checkpoint at {checkpoint_path}")
-        total_steps = step
-    cached = None
-    if args.freeze_layers > 0 and args.cache_frozen and not args.train_embeddings and step < total_steps:
-        # The frozen part is deterministic in eval mode, so its outputs are computed once, not every epoch.
-        cache_name = f"states_{args.freeze_layers}_{args.max_tokens}_{len(train)}.pt"
-        cached = cache_lower_states(
-            network, token_ids, args.freeze_layers, tokenizer.pad_token_id or 0, work / cache_name
-        )
+    state = {
+        "signature": signature,
+        "network": trainer.network.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "step": trainer.step,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def resume(trainer: Trainer, path: Path, signature: dict[str, Any], *, force: bool = False) -> bool:
+    """Restore ``trainer`` from ``path`` if it was made with the same options (or ``force``)."""
+    import torch
+
+    if not path.is_file():
+        return False
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["signature"] != signature and not force:
+        print(f"ignoring {path}: it was made with other options", flush=True)
+        return False
+    trainer.network.load_state_dict(state["network"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.step = int(state["step"])
+    print(f"resumed from {path} at step {trainer.step}/{trainer.total_steps}", flush=True)
+    return True
+
+
+def train_loop(
+    args: argparse.Namespace,
+    data: TrainingData,
+    trainer: Trainer,
+    *,
+    cached: list[Any] | None = None,
+    on_checkpoint: Callable[[], None] = lambda: None,
+    on_epoch: Callable[[int], None] = lambda _: None,
+) -> None:
+    """Run ``trainer`` from its current step to ``total_steps`` (resumable mid-epoch, same batch order)."""
+    import torch
+
+    network, lengths = trainer.network, data.lengths
     network.train()
     started, tokens_seen, running = time.time(), 0, 0.0
-    while step < total_steps:
-        epoch, offset = divmod(step, steps_per_epoch)
+    while trainer.step < trainer.total_steps:
+        epoch, offset = divmod(trainer.step, trainer.steps_per_epoch)
         batches = make_batches(lengths, args.batch_size, seed=args.seed * 1000 + epoch)
         for batch in batches[offset:]:
-            if step >= total_steps:
+            if trainer.step >= trainer.total_steps:
                 break
             if cached is not None:
                 hidden, mask = collate_states([cached[i] for i in batch])
                 logits = upper_logits(network, hidden, mask, args.freeze_layers)
             else:
-                input_ids, mask = collate([token_ids[i] for i in batch], tokenizer.pad_token_id or 0)
+                input_ids, mask = collate([data.token_ids[i] for i in batch], data.pad_id)
                 logits = network(input_ids, mask)
-            loss = loss_fn(logits, labels[batch])
+            loss = trainer.loss_fn(logits, data.labels[batch])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
+            trainer.optimizer.step()
+            trainer.scheduler.step()
+            trainer.optimizer.zero_grad(set_to_none=True)
+            trainer.step += 1
             tokens_seen += int(mask.sum())
             running = 0.98 * running + 0.02 * loss.item() if running else loss.item()
-            if step % args.log_every == 0 or step == total_steps:
+            if trainer.step % args.log_every == 0 or trainer.step == trainer.total_steps:
                 elapsed = time.time() - started
                 eta = elapsed / max(1, tokens_seen) * (sum(lengths) * args.epochs - tokens_seen)
                 print(
-                    f"step {step}/{total_steps} epoch {step / steps_per_epoch:.2f} loss {running:.4f} "
-                    f"lr {scheduler.get_last_lr()[0]:.2e} tok/s {tokens_seen / elapsed:.0f} eta {eta / 60:.1f} min",
+                    f"step {trainer.step}/{trainer.total_steps} epoch {trainer.step / trainer.steps_per_epoch:.2f} "
+                    f"loss {running:.4f} lr {trainer.scheduler.get_last_lr()[0]:.2e} "
+                    f"tok/s {tokens_seen / elapsed:.0f} eta {eta / 60:.1f} min",
                     flush=True,
                 )
-            if step % args.checkpoint_every == 0:
-                save_checkpoint()
-        if args.eval_every_epoch and step % steps_per_epoch == 0 and step < total_steps:
-            reports = evaluate(eval_model, val)
-            print(f"after epoch {step // steps_per_epoch}:")
-            for name, r in reports.items():
-                print(f"  {name:<18} acc={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} w_f1={r['weighted_f1']:.4f}")
-    if not args.export_only:
-        save_checkpoint()
+            if trainer.step % args.checkpoint_every == 0:
+                on_checkpoint()
+        if trainer.step % trainer.steps_per_epoch == 0 and trainer.step < trainer.total_steps:
+            on_epoch(trainer.step // trainer.steps_per_epoch)
 
+
+# --------------------------------------------------------------------------- evaluation and export
+
+
+def print_epoch_reports(model: MiniLMEmotionModel, val: list[Example], epoch: int) -> None:
+    """Val accuracy and F1 per dataset after an epoch."""
+    print(f"after epoch {epoch}:")
+    for name, r in evaluate(model, val).items():
+        print(f"  {name:<18} acc={r['accuracy']:.4f} macro_f1={r['macro_f1']:.4f} w_f1={r['weighted_f1']:.4f}")
+
+
+def export(args: argparse.Namespace, network: Any, steps: int) -> Path:
+    """Write the artefact (fp16 deltas over the base encoder, head, config with the encoder fingerprint)."""
     network.eval()
     config = {
         "name": args.name,
@@ -348,16 +413,65 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915
         "training": {
             k: v for k, v in vars(args).items() if k not in {"out", "work", "figure", "metrics", "threads", "data"}
         },
-        "steps": step,
+        "steps": steps,
     }
-    export_minilm(network, args.out, config)
-    print(
-        f"exported {args.out}: "
-        + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in Path(args.out).iterdir())
-    )
+    out = Path(args.out)
+    export_minilm(network, out, config)
+    print(f"exported {out}: " + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in out.iterdir()))
+    return out
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Data, then the (resumable) loop, then export, then the report from the exported files."""
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    data = prepare_data(args)
+    trainer = build_trainer(args, data)
+    checkpoint, signature = work / CHECKPOINT, signature_of(args)
+    resumed = resume(trainer, checkpoint, signature, force=args.export_only)
+    if args.export_only:
+        if not resumed:
+            raise SystemExit(f"--export-only: no checkpoint at {checkpoint}")
+        trainer.total_steps = trainer.step
+    cached = None
+    if (
+        args.freeze_layers > 0
+        and args.cache_frozen
+        and not args.train_embeddings
+        and trainer.step < trainer.total_steps
+    ):
+        # The frozen part is deterministic in eval mode, so its outputs are computed once, not every epoch.
+        cache_name = f"states_{args.freeze_layers}_{args.max_tokens}_{len(data.train)}.pt"
+        cached = cache_lower_states(trainer.network, data.token_ids, args.freeze_layers, data.pad_id, work / cache_name)
+    eval_model = MiniLMEmotionModel(
+        network=trainer.network,
+        tokenizer=data.tokenizer,
+        name=args.name,
+        version=args.version,
+        max_tokens=args.max_tokens,
+    )
+    train_loop(
+        args,
+        data,
+        trainer,
+        cached=cached,
+        on_checkpoint=lambda: save_checkpoint(trainer, checkpoint, signature),
+        on_epoch=(lambda epoch: print_epoch_reports(eval_model, data.val, epoch))
+        if args.eval_every_epoch
+        else (lambda _: None),
+    )
+    if not args.export_only:
+        save_checkpoint(trainer, checkpoint, signature)
+    out = export(args, trainer.network, trainer.step)
     # The report comes from the exported files, loaded exactly as the service loads them.
-    report_shipped_model(args.out, val, metrics=args.metrics, figure=args.figure)
+    report_shipped_model(out, data.val, metrics=args.metrics, figure=args.figure)
     return 0
 
 
