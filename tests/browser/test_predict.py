@@ -1,5 +1,6 @@
 """Register, log in, predict from every input (files, microphone, camera, fused) and see errors in place."""
 
+import base64
 import re
 
 import httpx
@@ -100,7 +101,16 @@ def test_rate_limit_message_says_when_to_retry_and_buttons_are_disabled_while_ru
 def test_image_upload_draws_the_face_box_and_label_and_no_face_is_clear(page, stack, shot):
     username, _ = stack.register()
     login(page, username)
-    page.locator("#image-file").set_input_files(file_payload("face.png", "image/png", png(240, 180, grey=200)))
+    # Dropped onto the image card (the no-face image below is picked with the file input).
+    dropped = page.evaluate_handle(
+        """b64 => { const dt = new DataTransfer();
+                    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+                    dt.items.add(new File([bytes], 'face.png', { type: 'image/png' }));
+                    return dt; }""",
+        base64.b64encode(png(240, 180, grey=200)).decode(),
+    )
+    page.dispatch_event("#image-form", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#image-preview p")).to_contain_text("Dropped: face.png")
     expect(page.locator("#image-preview img")).to_be_visible()
     page.get_by_role("button", name="Predict image").click()
     canvas = page.locator('#result [data-modality="image"] canvas')
