@@ -210,3 +210,65 @@ def test_product_weights_pick_the_product_rule_when_the_forest_cannot_learn() ->
     assert weights["speech+text+image"] >= 0.5
     oof = table["oof_accuracy"]["speech+text+image"]
     assert oof[-1] > oof[0]  # the product rule beats this crippled forest out of fold
+
+
+TINY_FOREST = {"n_estimators": 4, "max_leaf_nodes": 32, "min_samples_leaf": 5, "max_features": 2}
+
+
+def test_prepare_data_reads_every_cache_and_reports_single_accuracies(tmp_path: Path, capsys) -> None:
+    _write_parts(tmp_path)
+    parts = train_module.prepare_data(tmp_path)
+    assert set(parts) == set(MODALITIES)
+    assert all(len(parts[m]) == len(synthetic_parts(1)[m].usable()) for m in MODALITIES)
+    printed = capsys.readouterr().out
+    assert all(f"{m}: " in printed and "single-model accuracy" in printed for m in MODALITIES)
+
+
+def test_fit_variants_differ_only_by_temperature() -> None:
+    fit_parts, _ = train_module.split_parts(synthetic_parts(), seed=0, test_fraction=0.4)
+    temperatures = {"speech": 2.0, "text": 0.5, "image": 1.0}
+    variants, tables = train_module.fit_variants(
+        fit_parts,
+        labels=list(range(7)),
+        seed=0,
+        n_fit=700,
+        temperatures=temperatures,
+        forest_params=TINY_FOREST,
+        jitter_sigma=1.0,
+        blend_folds=2,
+    )
+    assert set(variants) == set(tables) == {"raw", "temperature"}
+    assert variants["temperature"].temperatures == temperatures
+    assert set(variants["raw"].temperatures.values()) == {1.0}
+    for model in variants.values():
+        assert set(model.product_weights) == set(SUBSET_NAMES)
+        assert model.forest.n_estimators == 4
+
+
+def test_evaluate_scores_every_subset_and_states_the_targets(trained: tuple[FusionModel, dict]) -> None:
+    model, _ = trained
+    _, test_parts = train_module.split_parts(synthetic_parts(), seed=0, test_fraction=0.4)
+    y, index = build_triples(test_parts, 140, np.random.default_rng(5))
+    probs = {m: test_parts[m].probs[index[m]] for m in MODALITIES}
+    results, report, targets = train_module.evaluate(model, model, probs, y, other_key="same_again")
+    assert list(results) == list(SUBSET_NAMES)
+    for entry in results.values():
+        assert entry["same_again"]["fusion"] == entry["fusion"]  # the "other" variant is scored alongside
+    assert report["n"] == 140
+    assert set(targets) == {
+        "all_three_beats_best_single_by_3_points",
+        "every_subset_at_least_best_single",
+        "fusion_beats_mean_and_product",
+        "forest_alone_beats_mean_and_product",
+    }
+    assert set(targets["fusion_beats_mean_and_product"]) == set(SUBSET_NAMES)
+
+
+def test_export_writes_the_forest_metrics_and_figure(trained: tuple[FusionModel, dict], tmp_path: Path) -> None:
+    model, metrics = trained
+    path, size_mb = train_module.export(model, dict(metrics), tmp_path)
+    assert path == tmp_path / "fusion_forest.joblib"
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["artifact_mb"] == round(size_mb, 3) and size_mb > 0
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
+    assert load(tmp_path).product_weights == model.product_weights

@@ -284,35 +284,43 @@ def select_candidate(
     return dict(best["forest"]), float(best["jitter_sigma"]), bool(best["temperature"]), table
 
 
-def train_and_evaluate(
-    parts: dict[str, ModalityItems],
+# --------------------------------------------------------------------------- data
+
+
+def prepare_data(probs_dir: Path, data_root: Path | None = None) -> dict[str, ModalityItems]:
+    """Stage-1 probabilities of every modality (computing missing caches first when ``data_root`` is given)."""
+    if data_root is not None:
+        from training.fusion.predict_modalities import predict_modality
+
+        for m in MODALITIES:
+            if not (probs_dir / f"{m}.npz").is_file():
+                predict_modality(m, data_root=data_root, out_dir=probs_dir)
+    parts = load_parts(probs_dir)
+    for m, items in parts.items():
+        print(f"{m}: {len(items)} items, single-model accuracy {np.mean(items.probs.argmax(1) == items.labels):.4f}")
+    return parts
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def fit_variants(
+    fit_parts: dict[str, ModalityItems],
     *,
+    labels: list[int],
     seed: int,
     n_fit: int,
-    n_test: int,
-    test_fraction: float = 0.4,
-    forest_params: dict[str, Any] | None = None,
-    jitter_sigma: float = DEFAULT_JITTER,
-    select: bool = False,
-    use_temperature: bool = False,
-    blend_folds: int = BLEND_FOLDS,
+    temperatures: dict[str, float],
+    forest_params: dict[str, Any] | None,
+    jitter_sigma: float,
+    blend_folds: int,
     version: str | None = None,
-) -> tuple[FusionModel, dict[str, Any]]:
-    """Split, (optionally select settings), fit the raw and temperature-scaled forests, score every subset."""
-    fit_parts, test_parts = split_parts(
-        parts, seed=seed, test_fraction=test_fraction, speech_test_groups=SPEECH_TEST_ACTORS
-    )
-    labels = sorted(set(common_labels(fit_parts)) & set(common_labels(test_parts)))
-    selection: list[dict[str, Any]] | None = None
-    if select:
-        forest_params, jitter_sigma, use_temperature, selection = select_candidate(fit_parts, seed=seed, n_fit=n_fit)
+) -> tuple[dict[str, FusionModel], dict[str, dict[str, Any]]]:
+    """The raw and the temperature-scaled model, each with out-of-fold product-rule weights.
 
-    temperatures = {m: fit_temperature(fit_parts[m]) for m in MODALITIES}
-    y_test, test_index = build_triples(test_parts, n_test, np.random.default_rng(seed + 100), labels)
-    test_probs = triple_probabilities(test_parts, test_index)
-
-    # Same seed for both variants (same triples, drop pattern and jitter), so they differ only by the scaling.
-    # One recipe per variant fits both its forest and, out of fold, its product-rule weights.
+    Same seed for both variants (same triples, drop pattern and jitter), so they differ only by the
+    scaling. One recipe per variant fits both its forest and, out of fold, its product-rule weights.
+    """
     variants: dict[str, FusionModel] = {}
     blend_tables: dict[str, dict[str, Any]] = {}
     for variant, temps in (("raw", None), ("temperature", temperatures)):
@@ -324,13 +332,23 @@ def train_and_evaluate(
             fit_parts, recipe, labels=labels, seed=seed, folds=blend_folds
         )
         variants[variant].product_weights = weights
-    chosen = "temperature" if use_temperature else "raw"
-    model = variants[chosen]
-    other = variants["raw" if use_temperature else "temperature"]
+    return variants, blend_tables
 
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(
+    model: FusionModel,
+    other: FusionModel,
+    test_probs: dict[str, np.ndarray],
+    y_test: np.ndarray,
+    *,
+    other_key: str,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Per-subset scores (with ``other`` variant's alongside), the all-three report and the targets."""
     results = score_subsets(model, test_probs, y_test)
     other_results = score_subsets(other, test_probs, y_test)
-    other_key = "raw_variant" if use_temperature else "temperature_scaled_variant"
     for name, entry in results.items():
         entry[other_key] = {k: other_results[name][k] for k in ("fusion", "forest_only", "mean", "product")}
     all_three = tuple(MODALITIES)
@@ -356,6 +374,68 @@ def train_and_evaluate(
             for name, e in results.items()
         },
     }
+    return results, full_report, targets
+
+
+def split_summary(fit_parts: dict[str, ModalityItems], test_parts: dict[str, ModalityItems]) -> dict[str, Any]:
+    """Items and groups on each side of the fusion split (speech: which actors)."""
+    summary: dict[str, Any] = {}
+    for m in MODALITIES:
+        entry: dict[str, Any] = {
+            "fit_items": len(fit_parts[m]),
+            "test_items": len(test_parts[m]),
+            "fit_groups": int(len(np.unique(fit_parts[m].groups))),
+            "test_groups": int(len(np.unique(test_parts[m].groups))),
+        }
+        if m == "speech":
+            entry["fit_actors"] = sorted(np.unique(fit_parts[m].groups).tolist())
+            entry["test_actors"] = sorted(np.unique(test_parts[m].groups).tolist())
+        summary[m] = entry
+    return summary
+
+
+def train_and_evaluate(
+    parts: dict[str, ModalityItems],
+    *,
+    seed: int,
+    n_fit: int,
+    n_test: int,
+    test_fraction: float = 0.4,
+    forest_params: dict[str, Any] | None = None,
+    jitter_sigma: float = DEFAULT_JITTER,
+    select: bool = False,
+    use_temperature: bool = False,
+    blend_folds: int = BLEND_FOLDS,
+    version: str | None = None,
+) -> tuple[FusionModel, dict[str, Any]]:
+    """Split, (optionally select settings), fit the raw and temperature-scaled forests, score every subset."""
+    fit_parts, test_parts = split_parts(
+        parts, seed=seed, test_fraction=test_fraction, speech_test_groups=SPEECH_TEST_ACTORS
+    )
+    labels = sorted(set(common_labels(fit_parts)) & set(common_labels(test_parts)))
+    selection: list[dict[str, Any]] | None = None
+    if select:
+        forest_params, jitter_sigma, use_temperature, selection = select_candidate(fit_parts, seed=seed, n_fit=n_fit)
+
+    temperatures = {m: fit_temperature(fit_parts[m]) for m in MODALITIES}
+    variants, blend_tables = fit_variants(
+        fit_parts,
+        labels=labels,
+        seed=seed,
+        n_fit=n_fit,
+        temperatures=temperatures,
+        forest_params=forest_params,
+        jitter_sigma=jitter_sigma,
+        blend_folds=blend_folds,
+        version=version,
+    )
+    chosen = "temperature" if use_temperature else "raw"
+    model, other = variants[chosen], variants["raw" if use_temperature else "temperature"]
+
+    y_test, test_index = build_triples(test_parts, n_test, np.random.default_rng(seed + 100), labels)
+    test_probs = triple_probabilities(test_parts, test_index)
+    other_key = "raw_variant" if use_temperature else "temperature_scaled_variant"
+    results, full_report, targets = evaluate(model, other, test_probs, y_test, other_key=other_key)
     metrics: dict[str, Any] = {
         "model": {"name": model.name, "version": model.version, "variant": chosen},
         "construction": {
@@ -365,23 +445,7 @@ def train_and_evaluate(
             "labels": [LABELS[i] for i in labels],
             "label_distribution": "balanced over the labels listed",
             "test_fraction_of_items": test_fraction,
-            "split": {
-                m: {
-                    "fit_items": len(fit_parts[m]),
-                    "test_items": len(test_parts[m]),
-                    "fit_groups": int(len(np.unique(fit_parts[m].groups))),
-                    "test_groups": int(len(np.unique(test_parts[m].groups))),
-                    **(
-                        {
-                            "fit_actors": sorted(np.unique(fit_parts[m].groups).tolist()),
-                            "test_actors": sorted(np.unique(test_parts[m].groups).tolist()),
-                        }
-                        if m == "speech"
-                        else {}
-                    ),
-                }
-                for m in MODALITIES
-            },
+            "split": split_summary(fit_parts, test_parts),
             "subsets_in_training": ["+".join(s) for s in SUBSETS],
         },
         "forest": {**DEFAULT_FOREST, **(forest_params or {}), "random_state": seed},
@@ -403,7 +467,40 @@ def train_and_evaluate(
     return model, metrics
 
 
-def main(argv: list[str] | None = None) -> int:
+# --------------------------------------------------------------------------- export
+
+
+def export(model: FusionModel, metrics: dict[str, Any], out: Path) -> tuple[Path, float]:
+    """Write the forest, ``metrics.json`` (with the artefact size) and the all-three confusion matrix."""
+    path = model.save(out / MODEL_FILE)
+    size_mb = path.stat().st_size / 1e6
+    metrics["artifact_mb"] = round(size_mb, 3)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    save_confusion_png(metrics["all_three_report"], str(out / "confusion.png"), "fusion (speech+text+image)")
+    return path, size_mb
+
+
+def print_summary(metrics: dict[str, Any], *, seed: int) -> None:
+    """The per-subset table, the singles, the other variant, temperatures, weights and targets."""
+    variant = metrics["model"]["variant"]
+    print(format_table(metrics["subsets"], title=f"fusion-test triples (seed {seed}), variant {variant}"))
+    print("\n" + format_singles(metrics["subsets"]))
+    other = "raw_variant" if variant == "temperature" else "temperature_scaled_variant"
+    print(
+        f"\n{other}: "
+        + ", ".join(
+            f"{n}: RF {e[other]['fusion']['accuracy']:.4f} mean {e[other]['mean']['accuracy']:.4f} "
+            f"product {e[other]['product']['accuracy']:.4f}"
+            for n, e in metrics["subsets"].items()
+        )
+    )
+    print(f"\ntemperatures: {metrics['temperatures_fitted_on_fusion_train']}")
+    print(f"product-rule weights (out-of-fold on fusion-train): {metrics['product_weights']}")
+    headline = {k: v for k, v in metrics["targets"].items() if isinstance(v, bool)}
+    print(f"targets: {json.dumps(headline)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--probs", type=Path, default=Path("/tmp/fusion_probs"), help="stage-1 cache folder")
     parser.add_argument("--data", type=Path, help="data root; when given, missing caches are computed first")
@@ -426,17 +523,13 @@ def main(argv: list[str] | None = None) -> int:
         "--blend-folds", type=int, default=BLEND_FOLDS, help="out-of-fold folds for the product-rule weights"
     )
     parser.add_argument("--max-mb", type=float, default=10.0, help="fail if the artefact is larger")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    if args.data is not None:
-        from training.fusion.predict_modalities import predict_modality
 
-        for m in MODALITIES:
-            if not (args.probs / f"{m}.npz").is_file():
-                predict_modality(m, data_root=args.data, out_dir=args.probs)
-    parts = load_parts(args.probs)
-    for m, items in parts.items():
-        print(f"{m}: {len(items)} items, single-model accuracy {np.mean(items.probs.argmax(1) == items.labels):.4f}")
+def main(argv: list[str] | None = None) -> int:
+    """Data, then fitting and evaluation, then export; 1 if the artefact is over ``--max-mb``."""
+    args = parse_args(argv)
+    parts = prepare_data(args.probs, args.data)
     model, metrics = train_and_evaluate(
         parts,
         seed=args.seed,
@@ -448,30 +541,8 @@ def main(argv: list[str] | None = None) -> int:
         select=args.select,
         blend_folds=args.blend_folds,
     )
-    path = model.save(args.out / MODEL_FILE)
-    size_mb = path.stat().st_size / 1e6
-    metrics["artifact_mb"] = round(size_mb, 3)
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    save_confusion_png(metrics["all_three_report"], str(args.out / "confusion.png"), "fusion (speech+text+image)")
-    print(
-        format_table(
-            metrics["subsets"], title=f"fusion-test triples (seed {args.seed}), variant {metrics['model']['variant']}"
-        )
-    )
-    print("\n" + format_singles(metrics["subsets"]))
-    other = "raw_variant" if metrics["model"]["variant"] == "temperature" else "temperature_scaled_variant"
-    print(
-        f"\n{other}: "
-        + ", ".join(
-            f"{n}: RF {e[other]['fusion']['accuracy']:.4f} mean {e[other]['mean']['accuracy']:.4f} "
-            f"product {e[other]['product']['accuracy']:.4f}"
-            for n, e in metrics["subsets"].items()
-        )
-    )
-    print(f"\ntemperatures: {metrics['temperatures_fitted_on_fusion_train']}")
-    print(f"product-rule weights (out-of-fold on fusion-train): {metrics['product_weights']}")
-    headline = {k: v for k, v in metrics["targets"].items() if isinstance(v, bool)}
-    print(f"targets: {json.dumps(headline)}")
+    path, size_mb = export(model, metrics, args.out)
+    print_summary(metrics, seed=args.seed)
     print(f"wrote {path} ({size_mb:.2f} MB), {args.out / 'metrics.json'}, {args.out / 'confusion.png'}")
     if size_mb > args.max_mb:
         print(f"error: artefact is {size_mb:.2f} MB > {args.max_mb} MB; reduce trees/leaves", file=sys.stderr)
