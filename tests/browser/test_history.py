@@ -196,6 +196,12 @@ def test_usable_at_390_px_without_sideways_scrolling(page, stack, shot):
     page.locator("#history-rows tr").first.get_by_role("button", name="Show").click()
     expect(page.locator("#result .result")).to_be_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+                 .filter(e => e.type !== 'hidden' && !e.labels?.length && !e.getAttribute('aria-label'))
+                 .map(e => e.id || e.name)"""
+    )
+    assert unlabelled == []
     shot(page, "15-narrow-dashboard")
     page.get_by_role("button", name="API keys").click()
     assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -70,3 +70,15 @@ async def test_dashboard_loads_only_local_assets_and_every_module_exists(client)
             queue += [f"/static/js/{name[2:]}" for name in JS_IMPORT.findall(response.text)]
     assert {"/static/js/main.js", "/static/js/api.js", "/static/vendor/chart.js/chart.umd.min.js"} <= seen
     assert len([ref for ref in seen if ref.startswith("/static/js/")]) >= 10
+
+
+async def test_content_security_policies_allow_nothing_remote(client):
+    page = (await client.get("/")).headers["content-security-policy"]
+    assert page.startswith("default-src 'self';")
+    assert "unsafe-inline" not in page and "unsafe-eval" not in page
+    assert "img-src 'self' blob:" in page and "media-src 'self' blob:" in page  # previews of picked files
+    for path in ("/docs", "/redoc"):
+        policy = (await client.get(path)).headers["content-security-policy"]
+        assert "http" not in policy and "script-src" not in policy  # scripts: 'self' only (default-src)
+    api = (await client.get("/api/user/profile")).headers["content-security-policy"]
+    assert api == page

@@ -4,7 +4,7 @@ import { $, $$, el, setStatus, withBusy } from "./dom.js";
 import { MAX_RECORDING_S, startCamera, startRecording } from "./media.js";
 import { explain } from "./messages.js";
 import { fileField, hasQueryParam, loadOpenApi, operation } from "./openapi.js";
-import { showResult } from "./result.js";
+import { clearResult, showResult } from "./result.js";
 import { onClear } from "./store.js";
 
 /** The inputs chosen so far: Files from a picker, a drop, a recording or a snapshot. */
@@ -77,6 +77,7 @@ async function predict({ button, status, busyText, send, image = null }) {
     explain,
     action: "predict",
     work: async () => {
+      clearResult(); // never leave the previous answer next to a new input
       const result = await (await send()).json();
       await showResult(result, { image });
       document.dispatchEvent(new CustomEvent("predictions-changed"));
