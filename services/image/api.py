@@ -7,7 +7,7 @@ import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 
-from services.image.decoding import DecodedImage, decode_image
+from services.image.decoding import DecodedImage, decoded_batch
 from services.image.errors import CORRUPT_IMAGE, MODEL_MISSING, NOT_AN_IMAGE, TOO_MANY_PIXELS
 from services.image.faces import FaceDetector
 from services.image.model import FaceEmotionModel
@@ -16,7 +16,7 @@ from services.image.schemas import ImageBatchPrediction, ImagePrediction
 from services.image.settings import Settings
 from shared.batching import MicroBatcher, get_batcher
 from shared.deps import get_model, get_settings
-from shared.errors import ServiceError, batch_too_large, error_responses
+from shared.errors import batch_too_large, error_responses
 from shared.labels import LABELS
 from shared.schemas import ModelInfo
 
@@ -77,15 +77,11 @@ async def _predict(
 
     def locate(batch: list[bytes]) -> list[tuple[DecodedImage, list[Any], list[Any]]]:
         located = []
-        for index, data in enumerate(batch):
-            try:
-                image = decode_image(data, max_pixels=settings.max_pixels)
-            except ServiceError as exc:
-                if len(batch) > 1:
-                    exc.detail = f"image {index}: {exc.detail}"
-                raise
-            boxes, crops = locate_and_crop(image, detector=stack.detector, mode=mode, config=config)
-            located.append((image, boxes, crops))
+        # Headers checked and the decode memory reserved for the whole batch (413/503), errors name the image.
+        with decoded_batch(batch, max_pixels=settings.max_pixels) as images:
+            for image in images:
+                boxes, crops = locate_and_crop(image, detector=stack.detector, mode=mode, config=config)
+                located.append((image, boxes, crops))
         return located
 
     located = await anyio.to_thread.run_sync(locate, payloads)

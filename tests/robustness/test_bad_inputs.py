@@ -1,0 +1,69 @@
+"""The bad-input corpus against the speech and image services running as real processes:
+every case is refused (4xx) in the error shape, single and in a batch, and the service stays ready.
+"""
+
+import httpx
+import pytest
+
+from tests.robustness.conftest import HEADERS, Process, assert_error_shape, assert_ready
+from tests.robustness.corpus import Case, audio_cases, good_audio, good_images, image_cases
+
+pytestmark = pytest.mark.e2e
+
+TIMEOUT = httpx.Timeout(120.0)
+
+
+@pytest.fixture(scope="module")
+def http() -> httpx.Client:
+    with httpx.Client(timeout=TIMEOUT, headers=HEADERS) as client:
+        yield client
+
+
+@pytest.mark.parametrize("case", audio_cases(), ids=repr)
+def test_speech_refuses_bad_audio(http: httpx.Client, speech: Process, case: Case) -> None:
+    response = http.post(f"{speech.url}/predict", files={"audio": ("clip.bin", case.data, "audio/wav")})
+    assert_error_shape(response, case.expected)
+    assert_ready(http, speech.url)
+
+
+@pytest.mark.parametrize("case", image_cases(), ids=repr)
+def test_image_refuses_bad_images(http: httpx.Client, image: Process, case: Case) -> None:
+    response = http.post(f"{image.url}/predict", files={"image": ("face.bin", case.data, "image/png")})
+    assert_error_shape(response, case.expected)
+    assert_ready(http, image.url)
+
+
+def test_speech_batch_names_the_bad_file_and_keeps_serving(http: httpx.Client, speech: Process) -> None:
+    cases = {c.name: c for c in audio_cases()}
+    bad = [cases[n] for n in ("flac_truncated_header", "wav_64_channels", "vorbis_bomb_32ch_599s", "opus_claims_2h")]
+    for case in bad:
+        files = [("audio", ("ok.wav", good_audio()["wav"], "audio/wav")), ("audio", ("bad.bin", case.data, "audio/ogg"))]
+        response = http.post(f"{speech.url}/predict/batch", files=files)
+        assert_error_shape(response, case.expected)
+        assert "1" in response.json()["detail"], response.json()  # the failing item is named by its index
+    assert_ready(http, speech.url)
+
+
+def test_image_batch_names_the_bad_file_and_keeps_serving(http: httpx.Client, image: Process) -> None:
+    cases = {c.name: c for c in image_cases()}
+    for name in ("png_truncated", "jpeg_claims_65000_square", "png_16bit_rgba_6300", "text"):
+        case = cases[name]
+        files = [("image", ("ok.png", good_images()["png"], "image/png")), ("image", ("bad.bin", case.data, "x/y"))]
+        response = http.post(f"{image.url}/predict/batch", files=files)
+        assert_error_shape(response, case.expected)
+        assert "1" in response.json()["detail"], response.json()
+    assert_ready(http, image.url)
+
+
+def test_good_files_still_work_after_the_corpus(http: httpx.Client, speech: Process, image: Process) -> None:
+    """The refusals above left nothing broken: valid files of every format are still answered."""
+    for name, data in good_images().items():
+        response = http.post(f"{image.url}/predict?detect=never", files={"image": (name, data, "image/png")})
+        assert response.status_code == 200, (name, response.text)
+        assert abs(sum(response.json()["probabilities"].values()) - 1) < 1e-3
+    for name, data in good_audio().items():
+        response = http.post(f"{speech.url}/predict", files={"audio": (name, data, "audio/wav")})
+        # A synthetic tone may be judged "no speech" (422); what matters is that it is decoded, not refused.
+        assert response.status_code in {200, 422}, (name, response.text)
+        if response.status_code == 422:
+            assert response.json()["code"] == "no_speech", (name, response.text)
