@@ -7,6 +7,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.schemas import EXAMPLE_PROBABILITIES, Prediction
 
 _EXAMPLE_MODEL: dict[str, Any] = {"name": "minilm-l6-emotion", "version": "2026.11.25"}
+#: Hard ceiling on a batch, checked by the schema before any item is validated (a 1.5-million-item
+#: list is refused at once instead of being validated item by item); MAX_BATCH_SIZE is the real limit.
+MAX_BATCH_ITEMS = 1024
 
 
 class TextRequest(BaseModel):
@@ -25,7 +28,11 @@ class BatchTextRequest(BaseModel):
         json_schema_extra={"examples": [{"texts": ["I am so happy today!", "This is disgusting."]}]},
     )
 
-    texts: list[str] = Field(min_length=1, description="At most MAX_BATCH_SIZE texts (default 32).")
+    texts: list[str] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_ITEMS,
+        description=f"At most MAX_BATCH_SIZE texts (default 32; never more than {MAX_BATCH_ITEMS}).",
+    )
 
 
 class TextPrediction(Prediction):

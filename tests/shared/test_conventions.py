@@ -137,3 +137,28 @@ def test_text_endpoint_shows_a_real_text_example() -> None:
     example = (schema.get("examples") or [body.get("example")])[0]
     assert isinstance(example["text"], str)
     assert len(example["text"].split()) >= 3
+
+
+def test_services_take_the_same_upload_size_as_the_gateway() -> None:
+    gateway = importlib.import_module("services.gateway.settings").Settings(environment="test")
+    # What the gateway lets through for each service is what the service accepts from anyone.
+    forwarded = {
+        "speech": gateway.audio_limit,
+        "image": gateway.image_limit,
+        "text": gateway.max_upload_bytes,
+        "fusion": gateway.max_upload_bytes,
+    }
+    for name, limit in forwarded.items():
+        settings = importlib.import_module(f"services.{name}.settings").Settings(environment="test")
+        assert settings.max_upload_bytes == limit, name
+
+
+async def test_a_body_over_the_limit_is_413_at_every_service() -> None:
+    for name in INFERENCE:
+        app = build(name)
+        limit = app.state.settings.max_upload_bytes
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}") as client:
+            path = next(p for p, m, _ in operations(app.openapi()) if m == "post")
+            response = await client.post(path, content=b"x" * (limit + 1), headers={"content-type": "text/plain"})
+        assert response.status_code == 413, name
+        assert response.json()["code"] == "payload_too_large"

@@ -158,3 +158,12 @@ async def test_bilstm_selected_by_settings() -> None:
         assert {r["model"]["name"] for r in results} == {"bilstm-emotion"}
         assert results[0]["label"] == "happy"
         assert [r["truncated"] for r in results] == [False, True]
+
+
+async def test_a_huge_batch_is_refused_before_its_items_are_validated(client: httpx.AsyncClient) -> None:
+    body = json.dumps({"texts": list(range(200_000))}).encode()
+    response = await client.post("/predict/batch", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    payload = response.json()
+    assert len(payload["errors"]) == 1  # one "too long" error, not 200,000 "not a string" errors
+    assert payload["errors"][0]["type"] == "too_long"
