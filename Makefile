@@ -9,7 +9,7 @@ OVERLAY ?= production
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run migrate test lint fmt typecheck pytest train-text train-image train-speech train-fusion bench images up down k8s clean
+.PHONY: help venv run migrate test lint fmt typecheck pytest train-text train-image train-speech train-fusion bench bench-models images up down k8s clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -57,7 +57,10 @@ train-speech: $(STAMP) ## Train the speech model (see services/speech/MODEL_CARD
 train-fusion: $(STAMP) ## Train the fusion forest (see services/fusion/MODEL_CARD.md)
 	$(PY) -m training.fusion.train --data $(DATA)
 
-bench: $(STAMP) ## Run the benchmarks
+bench: $(STAMP) ## Serving benchmark: services as processes on loopback (bench/serving.py; needs haproxy for scale-out)
+	$(PY) bench/serving.py
+
+bench-models: $(STAMP) ## In-process model benchmark on validation data (bench/run_all.py)
 	$(PY) bench/run_all.py
 
 images: ## Build the five service images (needs a Docker engine)

@@ -12,6 +12,7 @@ SIGTERM stops them all. Tests reuse :func:`start_services`, :func:`wait_ready` a
 import argparse
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -80,6 +81,31 @@ def migrate(env: Mapping[str, str] | None = None, *, python: str = sys.executabl
 def start_services(
     *,
     ports: Mapping[str, int] | None = None,
+def server_options(env: Mapping[str, str]) -> list[str]:
+    """uvicorn flags every service runs with (the container entrypoint sets the same ones).
+
+    - ``X-Forwarded-For`` is believed only from ``FORWARDED_ALLOW_IPS`` (IPs/CIDRs of the proxies
+      in front); unset or empty trusts no one. uvicorn alone would trust 127.0.0.1, so any local
+      client could pick the IP the per-IP rate limits count.
+    - Slow clients: ``TIMEOUT_KEEP_ALIVE_S`` for idle connections, and shared/server.py's protocol
+      for ``HEADER_READ_TIMEOUT_S`` / ``BODY_READ_TIMEOUT_S`` (read from the environment).
+    - uvloop and httptools: the fast event loop and parser (from ``uvicorn[standard]``).
+    """
+    trusted = env.get("FORWARDED_ALLOW_IPS", "").strip()
+    proxy = ["--proxy-headers", "--forwarded-allow-ips", trusted] if trusted else ["--no-proxy-headers"]
+    return [
+        *proxy,
+        "--http",
+        "shared.server:HttpToolsProtocol",
+        "--loop",
+        "uvloop",
+        "--timeout-keep-alive",
+        env.get("TIMEOUT_KEEP_ALIVE_S", "5"),
+        "--timeout-graceful-shutdown",
+        env.get("GRACEFUL_SHUTDOWN_S", "20"),
+    ]
+
+
     host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
     services: Iterable[str] = SERVICES,
@@ -113,6 +139,7 @@ def start_services(
                 stack._log_files.append(output)
             # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order.
             stack.processes[name] = subprocess.Popen(
+                *server_options(environment),
                 command,
                 cwd=ROOT,
                 env=environment,
@@ -205,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.migrate:
         migrate()
     ports = {name: args.base_port + offset for offset, name in enumerate(SERVICES)}
-    stack = start_services(ports=ports, host=args.host, services=chosen)
+    # Explicit: trust no forwarded headers locally, and one fresh service-to-service token per
+    # run (unless the environment sets them), so the inference ports refuse direct calls.
+    env = {
+        "FORWARDED_ALLOW_IPS": os.environ.get("FORWARDED_ALLOW_IPS", ""),
+        "INTERNAL_TOKEN": os.environ.get("INTERNAL_TOKEN") or secrets.token_urlsafe(32),
+    }
+    stack = start_services(ports=ports, host=args.host, services=chosen, env=env)
 
     def on_signal(signum: int, _: FrameType | None) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)

@@ -1,7 +1,13 @@
-"""The benchmark script runs against the shipped fusion model (the only one it needs no data for)."""
+"""The benchmark scripts: the model bench (shipped fusion model), the serving bench's load generator and helpers."""
 
+import asyncio
 import importlib.util
+import io
+import sys
+import wave
 from pathlib import Path
+
+import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,3 +29,42 @@ def test_fusion_bench_reports_every_figure() -> None:
     }
     assert result["p95_ms"] >= result["p50_ms"] > 0
     assert result["batch_items_per_s"] > 0 and result["peak_rss_mb"] > 0
+
+
+def _serving():
+    spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "bench" / "serving.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_serving_load_generator_counts_latencies_and_errors() -> None:
+    serving = _serving()
+    seen: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["x-internal-token"])
+        number = len(seen)
+        await asyncio.sleep(0.002)
+        return httpx.Response(503 if number % 5 == 0 else 200, json={})
+
+    run = await serving.load(
+        "http://svc", serving.text_request(), concurrency=4, total=20, transport=httpx.MockTransport(handler)
+    )
+    summary = run.summary()
+    assert summary["requests"] == 20 and summary["errors"] == 4
+    assert summary["p95_ms"] >= summary["p50_ms"] >= 2
+    assert summary["items_per_s"] > 0
+    assert set(seen) == {serving.TOKEN}  # the services' internal token is sent
+
+
+def test_serving_inputs_and_helpers() -> None:
+    serving = _serving()
+    with wave.open(io.BytesIO(serving.voice_wav(1.0)), "rb") as clip:
+        assert clip.getframerate() == 16000 and clip.getnframes() == 16000
+    assert serving.face_jpeg(1)[:2] == b"\xff\xd8"
+    config = serving.haproxy_config(9000, [9001, 9002, 9003, 9004])
+    assert config.count("server text") == 4 and "mode tcp" in config and "balance roundrobin" in config
+    assert serving._shares([10, 10, 10], [20, 30, 40]) == [round(10 / 60, 3), round(20 / 60, 3), 0.5]

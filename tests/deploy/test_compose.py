@@ -23,9 +23,14 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / "deploy" / "compose.env.example"
 SCHEMA = json.loads((Path(__file__).with_name("compose_spec.json")).read_text())
 INFERENCE = ("speech", "text", "image", "fusion")
-REQUIRED_SECRETS = {"SECRET_KEY", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD"}
+REQUIRED_SECRETS = {"SECRET_KEY", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "INTERNAL_TOKEN"}
 #: Values a user would put into .env for the required (empty in the example) secrets.
-FILLED = {"SECRET_KEY": "x" * 48, "MYSQL_PASSWORD": "db-password", "MYSQL_ROOT_PASSWORD": "root-password"}
+FILLED = {
+    "SECRET_KEY": "x" * 48,
+    "MYSQL_PASSWORD": "db-password",
+    "MYSQL_ROOT_PASSWORD": "root-password",
+    "INTERNAL_TOKEN": "i" * 48,
+}
 
 INTERPOLATION = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
@@ -207,3 +212,13 @@ def test_services_are_limited_and_hardened(name: str) -> None:
     assert spec["read_only"] is True and spec["tmpfs"] == ["/tmp"]
     assert spec["cap_drop"] == ["ALL"] and "no-new-privileges:true" in spec["security_opt"]
     assert spec["environment"]["ENVIRONMENT"] == "production"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_internal_token_forwarded_headers_and_timeouts_are_explicit(name: str) -> None:
+    env = service(name)["environment"]
+    assert env["INTERNAL_TOKEN"] == FILLED["INTERNAL_TOKEN"]
+    # The gateway's port is published directly: X-Forwarded-For is believed from no one.
+    assert env["FORWARDED_ALLOW_IPS"] == ""
+    assert float(env["TIMEOUT_KEEP_ALIVE_S"]) > 0
+    assert float(env["HEADER_READ_TIMEOUT_S"]) > 0 and float(env["BODY_READ_TIMEOUT_S"]) > 0

@@ -165,6 +165,51 @@ def test_entrypoint_sizes_thread_pools_from_inference_threads() -> None:
     assert failed.returncode != 0 and "SERVICE is not set" in failed.stderr
 
 
+def _entrypoint_command(tmp_path: Path, **env: str) -> list[str]:
+    """The uvicorn command line the entrypoint execs (a stand-in uvicorn prints its arguments)."""
+    fake = tmp_path / "uvicorn"
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    fake.chmod(0o755)
+    environment = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "SERVICE": "text", "PORT": "8002", **env}
+    script = REPO / "deploy" / "docker-entrypoint.sh"
+    result = subprocess.run(["sh", str(script)], env=environment, capture_output=True, text=True, check=True)
+    return result.stdout.splitlines()
+
+
+def _flag(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_entrypoint_trusts_forwarded_headers_only_when_configured(tmp_path: Path) -> None:
+    for unset in ({}, {"FORWARDED_ALLOW_IPS": ""}):
+        command = _entrypoint_command(tmp_path, **unset)
+        assert "--no-proxy-headers" in command and "--forwarded-allow-ips" not in command
+    command = _entrypoint_command(tmp_path, FORWARDED_ALLOW_IPS="10.0.0.0/8")
+    assert _flag(command, "--forwarded-allow-ips") == "10.0.0.0/8" and "--proxy-headers" in command
+
+
+def test_entrypoint_serves_with_slow_client_deadlines_and_the_fast_stack(tmp_path: Path) -> None:
+    command = _entrypoint_command(tmp_path, TIMEOUT_KEEP_ALIVE_S="7")
+    assert _flag(command, "--http") == "shared.server:HttpToolsProtocol"
+    assert _flag(command, "--loop") == "uvloop"
+    assert _flag(command, "--timeout-keep-alive") == "7"
+    assert _flag(command, "--factory") == "services.text.app:create_app" and _flag(command, "--port") == "8002"
+
+
+def test_run_local_uses_the_same_server_options() -> None:
+    spec = importlib.util.spec_from_file_location("deploy_run_local", REPO / "deploy" / "run_local.py")
+    assert spec and spec.loader
+    run_local = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = run_local  # its dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(run_local)
+    assert "--no-proxy-headers" in run_local.server_options({})
+    options = run_local.server_options({"FORWARDED_ALLOW_IPS": "10.0.0.0/8", "TIMEOUT_KEEP_ALIVE_S": "7"})
+    assert _flag(options, "--forwarded-allow-ips") == "10.0.0.0/8"
+    assert (
+        _flag(options, "--http") == "shared.server:HttpToolsProtocol" and _flag(options, "--timeout-keep-alive") == "7"
+    )
+
+
 def test_entrypoint_and_healthcheck_match_the_image() -> None:
     image = parse().image("text")
     assert image.entrypoint == ["/bin/sh", "/usr/local/bin/docker-entrypoint.sh"]

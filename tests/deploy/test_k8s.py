@@ -201,7 +201,8 @@ def test_production_expects_an_out_of_band_secret_documented_in_the_example() ->
     assert set(secrets) == {"emotion-secrets"}
     example = (REPO / "deploy" / "k8s" / "overlays" / "production" / "secrets.env.example").read_text()
     keys = {line.split("=", 1)[0] for line in example.splitlines() if "=" in line and not line.startswith("#")}
-    assert keys == {"SECRET_KEY", "DATABASE_URL"}
+    assert keys == {"SECRET_KEY", "DATABASE_URL", "INTERNAL_TOKEN"}
+    assert secrets["emotion-secrets"] <= keys, "every key a pod reads is documented"
     assert "mysql+asyncmy://" in example
 
 
@@ -250,3 +251,55 @@ def test_every_production_pod_meets_the_restricted_pod_security_standard() -> No
             assert security["allowPrivilegeEscalation"] is False and security["capabilities"] == {"drop": ["ALL"]}
             assert box["resources"]["limits"] and box["resources"]["requests"], box["name"]
         assert {v.get("hostPath") for v in spec.get("volumes", [])} == {None}
+
+
+def container_env(workload: dict[str, Any]) -> dict[str, Any]:
+    return {v["name"]: v for v in pod_spec(workload)["containers"][0].get("env", [])}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_inference_service_gets_the_internal_token_from_the_secret(overlay: str) -> None:
+    for name in INFERENCE:
+        ref = container_env(find(overlay, "Deployment", name))["INTERNAL_TOKEN"]["valueFrom"]["secretKeyRef"]
+        # dev generates the Secret (kustomize adds a content hash to its name and to the references).
+        assert ref["key"] == "INTERNAL_TOKEN" and re.fullmatch(r"emotion-secrets(-\w+)?", ref["name"])
+    gateway = pod_spec(find(overlay, "Deployment", "gateway"))["containers"][0]
+    assert any(
+        re.fullmatch(r"emotion-secrets(-\w+)?", s.get("secretRef", {}).get("name", "")) for s in gateway["envFrom"]
+    )
+    if overlay == "dev":
+        assert len(named("dev", "Secret", "emotion-secrets")["data"]["INTERNAL_TOKEN"]) >= 32
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_gateway_reaches_the_inference_services(overlay: str) -> None:
+    policy = find(overlay, "NetworkPolicy", "inference-from-gateway-only")["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "inference"}}
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway"}}}]
+    for name in INFERENCE:
+        labels = (
+            pod_spec(find(overlay, "Deployment", name))
+            and find(overlay, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        )
+        assert labels["app.kubernetes.io/component"] == "inference", f"{name} is covered by the policy"
+    gateway_labels = find(overlay, "Deployment", "gateway")["spec"]["template"]["metadata"]["labels"]
+    assert gateway_labels.get("app.kubernetes.io/component") != "inference"
+    gateway_policy = find(overlay, "NetworkPolicy", "gateway-from-ingress-only")["spec"]
+    assert gateway_policy["ingress"][0]["from"][0]["namespaceSelector"]
+    redis_policy = find(overlay, "NetworkPolicy", "redis-from-gateway-only")["spec"]
+    assert redis_policy["ingress"][0]["from"] == rule["from"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_forwarded_headers_and_slow_client_timeouts_are_explicit(overlay: str) -> None:
+    common = named(overlay, "ConfigMap", "emotion-common")["data"]
+    gateway = named(overlay, "ConfigMap", "gateway-config")["data"]
+    # Inference services believe no X-Forwarded-For; the gateway only from the ingress's network.
+    assert common["FORWARDED_ALLOW_IPS"] == ""
+    assert gateway["FORWARDED_ALLOW_IPS"] not in {"", "*"}
+    for name in ("TIMEOUT_KEEP_ALIVE_S", "HEADER_READ_TIMEOUT_S", "BODY_READ_TIMEOUT_S"):
+        assert float(common[name]) > 0
+    for name in ("gateway", *INFERENCE):
+        assert "FORWARDED_ALLOW_IPS" not in container_env(find(overlay, "Deployment", name)), "set in ConfigMaps"

@@ -4,7 +4,9 @@ Every DB-backed test runs on SQLite and on MariaDB (see conftest).
 """
 
 import asyncio
+import importlib.util
 import json
+import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -12,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import jwt
 import pytest
+import uvicorn
 from sqlalchemy import delete, event, select
 
 from services.gateway.auth import MAX_ID
@@ -19,10 +22,11 @@ from services.gateway.bodylimits import JSON_TOO_DEEP, JSON_TOO_MANY_ITEMS
 from services.gateway.errors import INVALID_TOKEN, MISSING_SCOPE, REVOKED_TOKEN, SESSION_REQUIRED
 from services.gateway.models import Prediction, User
 from services.gateway.routes.auth import INVALID_GRANT_TYPE
-from services.gateway.settings import DEV_SECRET_KEY
+from services.gateway.settings import DEV_SECRET_KEY, PROJECT_ROOT
 from tests.gateway.factories import PASSWORD, auth_headers, login, register
 from tests.gateway.test_history import add_prediction
 
+REPO = PROJECT_ROOT
 HUGE = 2**63
 NOW = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
@@ -416,3 +420,66 @@ async def test_an_exp_centuries_ahead_is_refused(client):
     far = int((datetime.now(UTC) + timedelta(days=365 * 300)).timestamp())
     response = await client.get("/api/user/profile", headers=signed(claims(exp=far)))
     assert response.status_code == 401
+
+
+# --- 7. X-Forwarded-For is believed only from configured proxies ----------------------------------
+
+
+def _run_local():
+    spec = importlib.util.spec_from_file_location("run_local_for_security", REPO / "deploy" / "run_local.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _served_like_run_local(app, env: dict[str, str]):
+    """The app wrapped as uvicorn wraps it with the flags deploy/run_local.py (and the entrypoint) pass."""
+    options = _run_local().server_options(env)
+    kwargs: dict[str, object] = {"proxy_headers": "--no-proxy-headers" not in options}
+    if "--forwarded-allow-ips" in options:
+        kwargs["forwarded_allow_ips"] = options[options.index("--forwarded-allow-ips") + 1]
+    config = uvicorn.Config(app, **kwargs)
+    config.load()
+    return config.loaded_app
+
+
+async def _login_codes(app, peer: str, attempts: int) -> list[int]:
+    transport = httpx.ASGITransport(app, client=(peer, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
+        return [
+            (
+                await client.post(
+                    "/api/login",
+                    data={"username": "nobody", "password": "wrong-password"},
+                    headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                )
+            ).status_code
+            for i in range(attempts)
+        ]
+
+
+async def test_x_forwarded_for_from_loopback_does_not_bypass_the_login_limit(app_client, monkeypatch):
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    async with app_client(rate_limit_auth="3/minute") as client:
+        served = _served_like_run_local(client.app, {})
+        assert await _login_codes(served, "127.0.0.1", 5) == [401, 401, 401, 429, 429]
+
+
+async def test_uvicorns_own_default_would_have_let_it_through(app_client, monkeypatch):
+    """The control: uvicorn's default trusts 127.0.0.1, so each forged address got a fresh budget."""
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    async with app_client(rate_limit_auth="3/minute") as client:
+        config = uvicorn.Config(client.app)
+        config.load()
+        assert await _login_codes(config.loaded_app, "127.0.0.1", 5) == [401] * 5
+
+
+async def test_a_configured_proxy_is_believed_and_others_are_not(app_client):
+    async with app_client(rate_limit_auth="3/minute") as client:
+        served = _served_like_run_local(client.app, {"FORWARDED_ALLOW_IPS": "10.0.0.0/8"})
+        # Through the proxy each client has its own budget ...
+        assert await _login_codes(served, "10.1.2.3", 5) == [401] * 5
+        # ... while a direct client's forged header is ignored (one budget for its real address).
+        assert await _login_codes(served, "192.0.2.7", 5) == [401, 401, 401, 429, 429]

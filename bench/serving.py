@@ -1,0 +1,611 @@
+"""Serving benchmark: the services as real processes on loopback, driven over HTTP (``make bench``).
+
+One run measures, and prints and writes as JSON:
+
+* per inference service (text, image, speech, fusion): items/s and p50/p95 latency at concurrency 1
+  and 32 with single-item requests, and through ``/predict/batch`` (text, image, speech);
+* the old serving path (PyTorch fp32, batch-1 calls in threads: ``INFERENCE_RUNTIME=torch
+  MAX_BATCH_SIZE=1 MAX_CONCURRENT_BATCHES=8``) next to the new one, as ratios (text, image);
+* the gateway: ``/api/predict/text`` against the text service alone (p50 at c1, items/s at c32),
+  and ``/api/predict/multimodal`` (text + image + audio) against the slowest modality's p50;
+* the text service's RSS after warm-up and after ``--rss-requests`` more requests;
+* scale-out: three text replicas behind HAProxy in TCP mode (an L4 balancer, as a Kubernetes
+  Service is), the gateway in front; each replica's share of requests at c4 and c32, then a
+  fourth replica started while load runs and the shares once it is up; throughput vs one replica.
+
+Inputs are synthetic (sentences, drawn faces, a voiced tone), so no data folder is needed.
+
+    python bench/serving.py [--duration 6] [--rss-requests 10000] [--json bench/results/serving.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TOKEN = "bench-internal-token-" + "x" * 24
+HEADERS = {"X-Internal-Token": TOKEN}
+TEXTS = [
+    "I am so happy today, everything went right!",
+    "This is disgusting.",
+    "I'm terrified of what the results will say tomorrow morning.",
+    "He shouted at me again in front of everyone and I am absolutely furious about it.",
+    "I miss her so much.",
+    "Wait, what? I did not see that coming at all!",
+    "The meeting is at 3 pm in room 4.",
+    "ok",
+    "Honestly I don't know how I feel about the move; part of me is excited, part of me dreads leaving.",
+    "lol that was the best surprise party ever",
+    "We lost the match in the last minute after leading the whole game, and nobody said a word on the bus home.",
+    "Thanks for the update.",
+]
+
+Request = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def face_jpeg(seed: int = 0) -> bytes:
+    """A 320x320 JPEG with one drawn face (the Haar detector finds it)."""
+    import cv2
+
+    from tests.image.synth import face_image
+
+    image = face_image(320, 320)
+    image = np.clip(image.astype(np.int16) + (seed % 7) - 3, 0, 255).astype(np.uint8)
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return bytes(data)
+
+
+def voice_wav(seconds: float = 3.0, sr: int = 16000, seed: int = 0) -> bytes:
+    """A voiced, pitch-modulated harmonic tone with syllable-like loudness (the VAD keeps it)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    pitch = 160 * (1 + 0.03 * np.sin(2 * np.pi * 5 * t) + 0.08 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / sr
+    y = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.55 + 0.45 * np.sin(2 * np.pi * 3.5 * t) ** 2)
+    y = y + 0.01 * rng.standard_normal(len(t))
+    pcm = (0.2 * y / np.abs(y).max() * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sr)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
+
+
+def fusion_body(i: int) -> dict[str, Any]:
+    rng = np.random.default_rng(i)
+    labels = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    return {m: dict(zip(labels, rng.dirichlet(np.ones(7)).tolist(), strict=True)) for m in ("speech", "text", "image")}
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Service:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> float:
+        """Resident memory of the process (uvicorn runs the app in this very process)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+@dataclass
+class Fleet:
+    workdir: Path
+    services: dict[str, Service] = field(default_factory=dict)
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self, name: str, module: str, port: int, env: dict[str, str] | None = None) -> Service:
+        environment = {
+            **os.environ,
+            "INTERNAL_TOKEN": TOKEN,
+            "ENVIRONMENT": "development",
+            "LOG_LEVEL": "WARNING",
+            "INFERENCE_THREADS": os.environ.get("INFERENCE_THREADS", "2"),
+            "OMP_NUM_THREADS": os.environ.get("INFERENCE_THREADS", "2"),
+            "ONNX_CACHE_DIR": str(self.workdir.parent / "onnx-cache"),
+            **(env or {}),
+        }
+        log = self.workdir / f"{name}.log"
+        command = [sys.executable, "-m", "uvicorn", "--factory", f"services.{module}.app:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.services[name] = Service(name, port, process, log)
+        return self.services[name]
+
+    def wait_ready(self, names: list[str], timeout_s: float = 600) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = set(names)
+        with httpx.Client(timeout=2) as client:
+            while pending and time.monotonic() < deadline:
+                for name in sorted(pending):
+                    service = self.services[name]
+                    if service.process.poll() is not None:
+                        raise RuntimeError(f"{name} exited:\n{service.log.read_text(errors='replace')[-3000:]}")
+                    try:
+                        if client.get(f"{service.url}/readyz").status_code == 200:
+                            pending.discard(name)
+                    except httpx.HTTPError:
+                        pass
+                time.sleep(0.5)
+        if pending:
+            raise RuntimeError(f"not ready after {timeout_s:.0f} s: {sorted(pending)}")
+
+    def stop(self, name: str) -> None:
+        service = self.services.pop(name)
+        _terminate(service.process)
+
+    def stop_all(self) -> None:
+        for name in list(self.services):
+            self.stop(name)
+        for process in self.others:
+            _terminate(process)
+        self.others.clear()
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    items: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.latencies_ms) or [float("nan")]
+        return {
+            "requests": self.requests,
+            "errors": self.errors,
+            "items_per_s": round(self.items / self.seconds, 2),
+            "p50_ms": round(statistics.median(ordered), 2),
+            "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
+        }
+
+
+async def load(
+    base_url: str,
+    request: Request,
+    *,
+    concurrency: int,
+    duration_s: float | None = None,
+    total: int | None = None,
+    items_per_request: int = 1,
+    headers: dict[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> LoadResult:
+    """A closed loop: ``concurrency`` workers send requests back to back for ``duration_s`` (or ``total``)."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers or HEADERS, timeout=120, limits=limits, transport=transport
+    ) as client:
+        start = time.perf_counter()
+        deadline = start + duration_s if duration_s else float("inf")
+
+        async def worker() -> None:
+            nonlocal errors, sent
+            while time.perf_counter() < deadline and (total is None or sent < total):
+                index = sent
+                sent += 1
+                t0 = time.perf_counter()
+                try:
+                    response = await request(client, index)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(1000 * (time.perf_counter() - t0))
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        seconds = time.perf_counter() - start
+    return LoadResult(sent, len(latencies) * items_per_request, errors, seconds, latencies)
+
+
+def text_request(path: str = "/predict") -> Request:
+    return lambda client, i: client.post(path, json={"text": TEXTS[i % len(TEXTS)]})
+
+
+def text_batch_request(size: int) -> Request:
+    return lambda client, i: client.post(
+        "/predict/batch", json={"texts": [TEXTS[(i + k) % len(TEXTS)] for k in range(size)]}
+    )
+
+
+def file_request(field_name: str, payloads: list[bytes], path: str = "/predict", size: int = 1) -> Request:
+    def send(client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
+        files = [(field_name, (f"f{k}", payloads[(i + k) % len(payloads)])) for k in range(size)]
+        return client.post(path, files=files)
+
+    return send
+
+
+def replica_counts(urls: list[str]) -> list[float]:
+    """Requests each replica has answered on /predict (from its Prometheus counter)."""
+    counts = []
+    with httpx.Client(timeout=5, headers=HEADERS) as client:
+        for url in urls:
+            total = 0.0
+            for line in client.get(f"{url}/metrics").text.splitlines():
+                if line.startswith("http_requests_total{") and 'route="/predict"' in line:
+                    total += float(line.split()[-1])
+            counts.append(total)
+    return counts
+
+
+# --------------------------------------------------------------------------- phases
+
+
+async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    d = args.duration
+    faces = [face_jpeg(i) for i in range(8)]
+    clips = [voice_wav(3.0, seed=i) for i in range(4)]
+    plans: dict[str, tuple[Request, Request | None, int]] = {
+        "text": (text_request(), text_batch_request(32), 32),
+        "image": (file_request("image", faces), file_request("image", faces, "/predict/batch", 16), 16),
+        "speech": (file_request("audio", clips), file_request("audio", clips, "/predict/batch", 8), 8),
+        "fusion": (lambda c, i: c.post("/fuse", json=fusion_body(i)), None, 1),
+    }
+    for name, (single, batch, size) in plans.items():
+        if name not in fleet.services:
+            continue
+        url = fleet.services[name].url
+        speech_scale = 0.5 if name == "speech" else 1.0  # speech calls are slow: fewer of them
+        await load(url, single, concurrency=4, total=8)  # warm-up
+        result: dict[str, Any] = {
+            "c1": (await load(url, single, concurrency=1, duration_s=d * speech_scale)).summary(),
+            "c32": (await load(url, single, concurrency=32, duration_s=d)).summary(),
+        }
+        if batch is not None:
+            result["batch"] = (
+                await load(url, batch, concurrency=1, duration_s=d, items_per_request=size)
+            ).summary() | {"batch_size": size}
+        result["c32_over_c1"] = round(result["c32"]["items_per_s"] / result["c1"]["items_per_s"], 2)
+        out["services"][name] = result
+        print(f"  {name}: {json.dumps(result)}", flush=True)
+    for name in ("text", "image"):
+        old = f"{name}_old"
+        if old not in fleet.services:
+            continue
+        url = fleet.services[old].url
+        single = plans[name][0]
+        await load(url, single, concurrency=4, total=8)
+        result = {
+            "c1": (await load(url, single, concurrency=1, duration_s=d)).summary(),
+            "c32": (await load(url, single, concurrency=32, duration_s=d)).summary(),
+        }
+        new = out["services"][name]
+        result["new_over_old_c1_items_per_s"] = round(new["c1"]["items_per_s"] / result["c1"]["items_per_s"], 2)
+        result["new_over_old_c32_items_per_s"] = round(new["c32"]["items_per_s"] / result["c32"]["items_per_s"], 2)
+        result["old_over_new_c1_p50"] = round(result["c1"]["p50_ms"] / new["c1"]["p50_ms"], 2)
+        out["old_path"][name] = result
+        print(f"  {old}: {json.dumps(result)}", flush=True)
+
+
+def gateway_token(url: str) -> str:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        user = {"username": "bench", "email": "bench@example.com", "password": "bench-password-1"}
+        client.post("/api/register", json=user)
+        response = client.post("/api/login", data={"username": "bench", "password": user["password"]})
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+
+def gateway_env(workdir: Path, urls: dict[str, str]) -> dict[str, str]:
+    return {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'gateway.db'}",
+        "AUTO_MIGRATE": "true",
+        "RATE_LIMIT_ENABLED": "false",
+        "BCRYPT_ROUNDS": "4",
+        **{f"{name.upper()}_URL": url for name, url in urls.items()},
+    }
+
+
+async def bench_gateway(fleet: Fleet, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    d = args.duration
+    url = fleet.services["gateway"].url
+    headers = {"Authorization": f"Bearer {gateway_token(url)}"}
+    text = text_request("/api/predict/text")
+    await load(url, text, concurrency=4, total=8, headers=headers)
+    c1 = (await load(url, text, concurrency=1, duration_s=d, headers=headers)).summary()
+    c32 = (await load(url, text, concurrency=32, duration_s=d, headers=headers)).summary()
+    face, clip = face_jpeg(0), voice_wav(3.0)
+
+    def multimodal(client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
+        files = {"image": ("face.jpg", face, "image/jpeg"), "audio": ("clip.wav", clip, "audio/wav")}
+        return client.post("/api/predict/multimodal", data={"text": TEXTS[i % len(TEXTS)]}, files=files)
+
+    await load(url, multimodal, concurrency=1, total=2, headers=headers)
+    multi = (await load(url, multimodal, concurrency=1, duration_s=d, headers=headers)).summary()
+    services = out["services"]
+    slowest = max(("text", "image", "speech"), key=lambda m: services.get(m, {}).get("c1", {}).get("p50_ms", 0))
+    result = {
+        "text_c1": c1,
+        "text_c32": c32,
+        "multimodal_c1": multi,
+        "text_p50_over_service_p50": round(c1["p50_ms"] / services["text"]["c1"]["p50_ms"], 2),
+        "text_c32_throughput_over_service": round(c32["items_per_s"] / services["text"]["c32"]["items_per_s"], 2),
+        "slowest_modality": slowest,
+        "multimodal_p50_over_slowest_p50": round(multi["p50_ms"] / services[slowest]["c1"]["p50_ms"], 2),
+    }
+    out["gateway"] = result
+    print(f"  gateway: {json.dumps(result)}", flush=True)
+
+
+async def bench_rss(fleet: Fleet, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """RSS after warm-up and after ``--rss-requests`` requests (or ``--rss-seconds``, whichever comes first)."""
+    requests: dict[str, Request] = {"text": text_request(), "fusion": lambda c, i: c.post("/fuse", json=fusion_body(i))}
+    out["rss"] = {}
+    for name, request in requests.items():
+        if name not in fleet.services:
+            continue
+        service = fleet.services[name]
+        before = service.rss_mb()
+        run = await load(service.url, request, concurrency=32, total=args.rss_requests, duration_s=args.rss_seconds)
+        after = service.rss_mb()
+        out["rss"][name] = {
+            "requests": run.requests,
+            "errors": run.errors,
+            "start_mb": round(before, 1),
+            "after_mb": round(after, 1),
+            "growth": round(after / before - 1, 4),
+        }
+        print(f"  rss {name}: {json.dumps(out['rss'][name])}", flush=True)
+
+
+def haproxy_config(port: int, replicas: list[int]) -> str:
+    servers = "\n".join(
+        f"    server text{i} 127.0.0.1:{p} check inter 500ms fall 1 rise 1" for i, p in enumerate(replicas, 1)
+    )
+    return f"""global
+    maxconn 2048
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 120s
+    timeout server 120s
+frontend text
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    option httpchk GET /readyz
+{servers}
+"""
+
+
+def _shares(before: list[float], after: list[float]) -> list[float]:
+    delta = [a - b for a, b in zip(after, before, strict=True)]
+    total = sum(delta) or 1.0
+    return [round(x / total, 3) for x in delta]
+
+
+async def bench_scale_out(fleet: Fleet, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        out["scale_out"] = {"skipped": "haproxy not installed (apt-get install -y haproxy)"}
+        print("  scale-out: skipped (no haproxy)", flush=True)
+        return
+    d = args.duration
+    base = args.port + 50
+    ports = [base + i for i in range(1, 5)]
+    names = [f"text_r{i}" for i in range(1, 5)]
+    for name, port in zip(names[:3], ports[:3], strict=True):
+        fleet.start(name, "text", port, {"INFERENCE_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    config = fleet.workdir / "haproxy.cfg"
+    config.write_text(haproxy_config(base, ports))
+    fleet.others.append(
+        subprocess.Popen([haproxy, "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    )
+    gateway = fleet.start(
+        "gateway_lb", "gateway", base + 10, gateway_env(fleet.workdir, {"text": f"http://127.0.0.1:{base}"})
+    )
+    fleet.wait_ready([*names[:3], "gateway_lb"])
+    await asyncio.sleep(1.5)  # health checks mark the three replicas up
+    headers = {"Authorization": f"Bearer {gateway_token(gateway.url)}"}
+    urls = [f"http://127.0.0.1:{p}" for p in ports]
+    request = text_request("/api/predict/text")
+    await load(gateway.url, request, concurrency=4, total=8, headers=headers)
+    result: dict[str, Any] = {"replicas_before": 3, "connection_max_age_s": 10}
+    for concurrency in (4, 32):
+        before = replica_counts(urls[:3])
+        run = await load(gateway.url, request, concurrency=concurrency, duration_s=d, headers=headers)
+        result[f"three_c{concurrency}"] = run.summary() | {"shares": _shares(before, replica_counts(urls[:3]))}
+
+    # A fourth replica starts while load runs; shares are measured once it is up and pools have recycled.
+    loop_task = asyncio.create_task(
+        load(gateway.url, request, concurrency=32, duration_s=3600, headers=headers)  # stopped below
+    )
+    started = time.perf_counter()
+    fleet.start(names[3], "text", ports[3], {"INFERENCE_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    await asyncio.to_thread(fleet.wait_ready, [names[3]])
+    result["fourth_ready_after_s"] = round(time.perf_counter() - started, 1)
+    await asyncio.sleep(11)  # one connection lifetime: every pooled connection has been reopened
+    for concurrency in (32, 4):
+        if concurrency == 4:
+            loop_task.cancel()
+            await asyncio.gather(loop_task, return_exceptions=True)
+        before = replica_counts(urls)
+        if concurrency == 32:
+            t0 = time.perf_counter()
+            await asyncio.sleep(d)
+            counted = replica_counts(urls)
+            result["four_c32"] = {
+                "items_per_s": round((sum(counted) - sum(before)) / (time.perf_counter() - t0), 2),
+                "shares": _shares(before, counted),
+            }
+        else:
+            await asyncio.sleep(11)  # pools opened at c32 expire; c4 opens its own
+            before = replica_counts(urls)
+            run = await load(gateway.url, request, concurrency=4, duration_s=d, headers=headers)
+            result["four_c4"] = run.summary() | {"shares": _shares(before, replica_counts(urls))}
+    one = out.get("gateway", {}).get("text_c32", {}).get("items_per_s")
+    if one:
+        result["four_c32_throughput_over_one_replica"] = round(result["four_c32"]["items_per_s"] / one, 2)
+    even = 0.25
+    result["four_within_20pct_of_even"] = all(
+        abs(s - even) <= 0.2 * even for key in ("four_c32", "four_c4") for s in result[key]["shares"]
+    )
+    out["scale_out"] = result
+    print(f"  scale-out: {json.dumps(result)}", flush=True)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def print_table(out: dict[str, Any]) -> None:
+    print(f"\nServing benchmark, {os.cpu_count()} CPUs, INFERENCE_THREADS={out['inference_threads']}")
+    print(
+        f"{'service':<12}{'c1 it/s':>9}{'c1 p50':>8}{'c1 p95':>8}{'c32 it/s':>10}{'c32 p50':>9}{'c32 p95':>9}", end=""
+    )
+    print(f"{'batch it/s':>11}{'c32/c1':>8}")
+    for name, r in out["services"].items():
+        batch = r.get("batch", {}).get("items_per_s", float("nan"))
+        print(
+            f"{name:<12}{r['c1']['items_per_s']:>9.1f}{r['c1']['p50_ms']:>8.1f}{r['c1']['p95_ms']:>8.1f}"
+            f"{r['c32']['items_per_s']:>10.1f}{r['c32']['p50_ms']:>9.1f}{r['c32']['p95_ms']:>9.1f}"
+            f"{batch:>11.1f}{r['c32_over_c1']:>7.2f}x"
+        )
+    for name, r in out["old_path"].items():
+        print(
+            f"{name + ' old':<12}{r['c1']['items_per_s']:>9.1f}{r['c1']['p50_ms']:>8.1f}{r['c1']['p95_ms']:>8.1f}"
+            f"{r['c32']['items_per_s']:>10.1f}{r['c32']['p50_ms']:>9.1f}{r['c32']['p95_ms']:>9.1f}"
+            f"   new/old c1 {r['new_over_old_c1_items_per_s']:.2f}x, c32 {r['new_over_old_c32_items_per_s']:.2f}x"
+        )
+    if "gateway" in out:
+        g = out["gateway"]
+        print(
+            f"gateway text: p50 {g['text_c1']['p50_ms']:.1f} ms = {g['text_p50_over_service_p50']:.2f}x service; "
+            f"c32 {g['text_c32']['items_per_s']:.1f}/s = {g['text_c32_throughput_over_service']:.2f}x service; "
+            f"multimodal p50 {g['multimodal_c1']['p50_ms']:.1f} ms = {g['multimodal_p50_over_slowest_p50']:.2f}x "
+            f"{g['slowest_modality']}"
+        )
+    for name, r in out.get("rss", {}).items():
+        print(f"{name} RSS: {r['start_mb']:.0f} MB -> {r['after_mb']:.0f} MB after {r['requests']} requests")
+    s = out.get("scale_out", {})
+    if "four_c32" in s:
+        print(
+            f"scale-out shares: 3 replicas c4 {s['three_c4']['shares']} c32 {s['three_c32']['shares']}; "
+            f"4 replicas c32 {s['four_c32']['shares']} c4 {s['four_c4']['shares']}"
+        )
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    fleet = Fleet(workdir / "logs")
+    fleet.workdir.mkdir(parents=True)
+    only = set(args.only.split(","))
+    out: dict[str, Any] = {
+        "inference_threads": os.environ.get("INFERENCE_THREADS", "2"),
+        "cpus": os.cpu_count(),
+        "duration_s": args.duration,
+        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+        "services": {},
+        "old_path": {},
+    }
+    port = args.port
+    modules = {"speech": 1, "text": 2, "image": 3, "fusion": 4}
+    old_env = {"INFERENCE_RUNTIME": "torch", "MAX_BATCH_SIZE": "1", "MAX_CONCURRENT_BATCHES": "8"}
+    try:
+        for name, offset in modules.items():
+            if name in only:
+                fleet.start(name, name, port + offset)
+        if "old" in only:
+            for name, offset in (("text", 12), ("image", 13)):
+                if name in only:
+                    fleet.start(f"{name}_old", name, port + offset, old_env)
+        fleet.wait_ready(list(fleet.services))
+        await bench_services(fleet, args, out)
+        if "gateway" in only and {"text", "image", "speech", "fusion"} <= only:
+            urls = {m: fleet.services[m].url for m in modules}
+            fleet.start("gateway", "gateway", port, gateway_env(fleet.workdir, urls))
+            fleet.wait_ready(["gateway"])
+            await bench_gateway(fleet, args, out)
+        if args.rss_requests:
+            await bench_rss(fleet, args, out)
+        fleet.stop_all()
+        if "scaleout" in only:
+            await bench_scale_out(fleet, args, out)
+    finally:
+        fleet.stop_all()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds per measurement")
+    parser.add_argument("--rss-requests", type=int, default=10_000)
+    parser.add_argument("--rss-seconds", type=float, default=180.0, help="cap on each RSS run's time")
+    parser.add_argument("--port", type=int, default=18000)
+    parser.add_argument("--only", default="text,image,speech,fusion,old,gateway,scaleout")
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "serving.json"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    out = asyncio.run(main_async(args))
+    out["wall_s"] = round(time.perf_counter() - started, 1)
+    out["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    print_table(out)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
