@@ -61,10 +61,20 @@ class Process:
 
 @pytest.fixture(scope="session")
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Process]]:
-    """speech and image, each in its own uvicorn process with the shipped model."""
+    """The five services, each in its own uvicorn process with the shipped models (gateway on SQLite)."""
     tmp = tmp_path_factory.mktemp("robustness")
-    env = {"ENVIRONMENT": "test", "LOG_LEVEL": "WARNING", "INTERNAL_TOKEN": INTERNAL_TOKEN, **THREAD_ENV}
-    names = ["speech", "image"]
+    env = {
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "WARNING",
+        "INTERNAL_TOKEN": INTERNAL_TOKEN,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/robustness.db",
+        "RATE_LIMIT_AUTH": "10000/minute",
+        "RATE_LIMIT_USER": "100000/minute",
+        "RATE_LIMIT_IP": "100000/minute",
+        **THREAD_ENV,
+    }
+    run_local.migrate(env)
+    names = list(run_local.SERVICES)
     ports = {name: free_port() for name in names}
     stack = run_local.start_services(ports=ports, env=env, services=names, log_dir=tmp / "logs")
     try:

@@ -37,7 +37,8 @@ def test_speech_batch_names_the_bad_file_and_keeps_serving(http: httpx.Client, s
     cases = {c.name: c for c in audio_cases()}
     bad = [cases[n] for n in ("flac_truncated_header", "wav_64_channels", "vorbis_bomb_32ch_599s", "opus_claims_2h")]
     for case in bad:
-        files = [("audio", ("ok.wav", good_audio()["wav"], "audio/wav")), ("audio", ("bad.bin", case.data, "audio/ogg"))]
+        good = ("audio", ("ok.wav", good_audio()["wav"], "audio/wav"))
+        files = [good, ("audio", ("bad.bin", case.data, "audio/ogg"))]
         response = http.post(f"{speech.url}/predict/batch", files=files)
         assert_error_shape(response, case.expected)
         assert "1" in response.json()["detail"], response.json()  # the failing item is named by its index

@@ -42,7 +42,9 @@ def test_32_channel_vorbis_bomb_is_refused_from_the_header(http: httpx.Client, s
     response = http.post(f"{speech.url}/predict", files={"audio": ("bomb.ogg", bomb, "audio/ogg")})
     assert_error_shape(response, {413, 422})
     assert "32 channels" in response.json()["detail"]
-    assert speech.peak_growth_mb(baseline) < 32
+    growth = speech.peak_growth_mb(baseline)
+    print(f"peak RSS growth {growth:.0f} MiB (bound 32)")
+    assert growth < 32
     assert_ready(http, speech.url)
 
 
@@ -54,7 +56,9 @@ def test_long_silent_stereo_vorbis_decodes_in_bounded_memory(http: httpx.Client,
     assert_error_shape(response, {422})
     assert response.json()["code"] == "no_speech", response.json()
     # Decoding it whole at 48 kHz stereo float32 would take 220 MiB; blocks keep it to the 16 kHz mono output.
-    assert speech.peak_growth_mb(baseline) < 160
+    growth = speech.peak_growth_mb(baseline)
+    print(f"peak RSS growth {growth:.0f} MiB (bound 160)")
+    assert growth < 160
     assert_ready(http, speech.url)
 
 
@@ -66,7 +70,9 @@ def test_one_sixteen_bit_png_bomb(http: httpx.Client, image: Process, sixteen_bi
     assert response.status_code in {200, 413}, response.text
     if response.status_code == 200:
         assert (response.json()["width"], response.json()["height"]) == (6300, 6300)
-    assert image.peak_growth_mb(baseline) < 200
+    growth = image.peak_growth_mb(baseline)
+    print(f"peak RSS growth {growth:.0f} MiB (bound 200)")
+    assert growth < 200
     assert_ready(http, image.url)
 
 
@@ -82,7 +88,9 @@ def test_four_sixteen_bit_png_bombs_at_once(http: httpx.Client, image: Process, 
     # Served one or two at a time within the process budget; a wait past the budget's timeout is a 503.
     assert set(statuses) <= {200, 503}, statuses
     assert 200 in statuses
-    assert image.peak_growth_mb(baseline) < 420
+    growth = image.peak_growth_mb(baseline)
+    print(f"peak RSS growth {growth:.0f} MiB (bound 420)")
+    assert growth < 420
     assert_ready(http, image.url)
 
 
@@ -93,5 +101,7 @@ def test_batch_of_32_sixteen_bit_pngs_is_refused_as_a_whole(
     files = [("image", (f"bomb{i}.png", sixteen_bit_png, "image/png")) for i in range(32)]
     response = http.post(f"{image.url}/predict/batch?detect=always", files=files)
     assert_error_shape(response, {413})
-    assert image.peak_growth_mb(baseline) < 32
+    growth = image.peak_growth_mb(baseline)
+    print(f"peak RSS growth {growth:.0f} MiB (bound 32)")
+    assert growth < 32
     assert_ready(http, image.url)
