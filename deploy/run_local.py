@@ -73,14 +73,6 @@ def service_env(
     return result
 
 
-def migrate(env: Mapping[str, str] | None = None, *, python: str = sys.executable) -> None:
-    """``alembic upgrade head`` on DATABASE_URL (from ``env`` or the environment)."""
-    subprocess.run([python, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=service_env({}, env=env), check=True)
-
-
-def start_services(
-    *,
-    ports: Mapping[str, int] | None = None,
 def server_options(env: Mapping[str, str]) -> list[str]:
     """uvicorn flags every service runs with (the container entrypoint sets the same ones).
 
@@ -106,6 +98,14 @@ def server_options(env: Mapping[str, str]) -> list[str]:
     ]
 
 
+def migrate(env: Mapping[str, str] | None = None, *, python: str = sys.executable) -> None:
+    """``alembic upgrade head`` on DATABASE_URL (from ``env`` or the environment)."""
+    subprocess.run([python, "-m", "alembic", "upgrade", "head"], cwd=ROOT, env=service_env({}, env=env), check=True)
+
+
+def start_services(
+    *,
+    ports: Mapping[str, int] | None = None,
     host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
     services: Iterable[str] = SERVICES,
@@ -131,6 +131,7 @@ def server_options(env: Mapping[str, str]) -> list[str]:
                 "--port",
                 str(port),
                 "--no-access-log",
+                *server_options(environment),
             ]
             output: IO[bytes] | None = None
             if log_dir is not None:
@@ -139,7 +140,6 @@ def server_options(env: Mapping[str, str]) -> list[str]:
                 stack._log_files.append(output)
             # Own session: a terminal's Ctrl-C reaches only us, and we stop the children in order.
             stack.processes[name] = subprocess.Popen(
-                *server_options(environment),
                 command,
                 cwd=ROOT,
                 env=environment,

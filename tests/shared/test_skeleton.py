@@ -258,3 +258,50 @@ async def test_one_tag_per_service_and_snake_case_ids() -> None:
     assert spec["paths"]["/model"]["get"]["tags"] == ["toy"]
     assert [t["name"] for t in spec["tags"]] == ["toy", "health"]
     assert spec["paths"]["/sum"]["post"]["operationId"] == "sum_numbers"
+
+
+def test_a_real_server_keeps_the_connection_after_a_500() -> None:
+    """Over one keep-alive TCP connection: a 500, then a normal request is still answered."""
+    import socket
+    import time
+
+    import uvicorn
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build(), host="127.0.0.1", port=port, log_level="critical", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started
+
+        def exchange(sock: socket.socket, path: str) -> bytes:
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: toy\r\n\r\n".encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return data
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
+            while len(body) < length:
+                body += sock.recv(65536)
+            return head
+
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            first = exchange(sock, "/boom")
+            assert first.startswith(b"HTTP/1.1 500")
+            assert b"x-request-id" in first.lower() and b"content-security-policy" in first.lower()
+            assert b"connection: close" not in first.lower()
+            second = exchange(sock, "/livez")
+            assert second.startswith(b"HTTP/1.1 200"), second
+    finally:
+        server.should_exit = True
+        thread.join(10)
