@@ -123,7 +123,7 @@ def test_logout_clears_everything_and_the_next_user_sees_nothing(page, stack, sh
     first, _ = stack.register("first")
     second, _ = stack.register("second")
     login(page, first)
-    page.get_by_label("Text").fill("alpha secret sentence, I love it")
+    page.get_by_label("Text", exact=True).fill("alpha secret sentence, I love it")
     page.get_by_role("button", name="Predict text").click()
     expect(page.locator("#result .result-head .label")).to_have_text("happy")
     page.locator("#image-file").set_input_files(file_payload("first.png", "image/png", png()))

@@ -26,7 +26,7 @@ def test_register_then_text_prediction_with_bars_model_and_latency(page, shot):
     expect(page.locator("#auth-view")).to_be_hidden()
     assert "token" not in page.url and "eyJ" not in page.url
 
-    page.get_by_label("Text").fill("What a wonderful day, I love it")
+    page.get_by_label("Text", exact=True).fill("What a wonderful day, I love it")
     page.get_by_role("button", name="Predict text").click()
     result = page.locator("#result .result")
     expect(result.locator(".result-head .label")).to_have_text("happy")
@@ -67,6 +67,14 @@ def test_errors_appear_next_to_the_control_that_caused_them(page, stack, shot):
     expect(page.locator("#text-status")).to_have_text("Type some text first.")  # others untouched
     expect(page.locator("#result-section")).to_be_hidden()  # no stale result next to the new input
 
+    # Fused with that silent clip and some text: the speech card says "no speech", text carries the fusion.
+    page.get_by_label("Text", exact=True).fill("I feel sad")
+    page.get_by_role("button", name="Predict all given (fused)").click()
+    expect(page.locator('#result [data-modality="speech"] .state')).to_have_text("No speech found in the recording.")
+    expect(page.locator("#result .result")).to_contain_text("From: text")
+    expect(page.locator("#result .result-head .label")).to_have_text("sad")
+    page.get_by_label("Text", exact=True).fill("")
+
     # Not an image: the gateway refuses it by content (415).
     page.locator("#image-file").set_input_files(file_payload("notes.png", "image/png", b"just some text"))
     page.get_by_role("button", name="Predict image").click()
@@ -83,7 +91,7 @@ def test_rate_limit_message_says_when_to_retry_and_buttons_are_disabled_while_ru
         release.append(route)
 
     page.route("**/api/predict/text", slow_then_429)
-    page.get_by_label("Text").fill("hello")
+    page.get_by_label("Text", exact=True).fill("hello")
     page.get_by_role("button", name="Predict text").click()
     expect(page.get_by_role("button", name="Predict text")).to_be_disabled()
     expect(page.get_by_role("button", name="Predict all given (fused)")).to_be_disabled()
@@ -179,7 +187,7 @@ def test_webcam_snapshot_text_and_audio_give_a_fused_prediction(page, stack, sho
     expect(page.locator("#image-preview p")).to_contain_text("Camera snapshot")
     page.get_by_role("button", name="Close camera").click()
     expect(page.locator("#camera-video")).to_be_hidden()
-    page.get_by_label("Text").fill("I love this")
+    page.get_by_label("Text", exact=True).fill("I love this")
     page.locator("#audio-file").set_input_files(file_payload("tone.wav", "audio/wav", wav(seconds=2)))
     page.get_by_role("button", name="Predict all given (fused)").click()
     result = page.locator("#result .result")
