@@ -45,6 +45,17 @@ async def test_request_id_is_forwarded_to_services(client, upstream, headers):
     assert upstream["text"].calls.last.request.headers["x-request-id"] == "trace-123"
 
 
+async def test_every_service_call_carries_the_internal_token(app_client, upstream):
+    token = "internal-" + "k" * 32
+    async with app_client(internal_token=token) as client:
+        headers = await auth_headers(client)
+        files = {"audio": ("a.wav", wav_bytes(), "audio/wav"), "image": ("f.png", png_bytes(), "image/png")}
+        response = await client.post("/api/predict/multimodal", data={"text": "hi"}, files=files, headers=headers)
+        assert response.status_code == 200, response.text
+    for name in ("text", "speech", "image", "fusion"):
+        assert upstream[name].calls.last.request.headers["x-internal-token"] == token, name
+
+
 @pytest.mark.parametrize("payload", [{"text": "   "}, {"text": ""}, {}, {"text": "x", "extra": 1}])
 async def test_invalid_text_is_422(client, upstream, headers, payload):
     response = await client.post("/api/predict/text", json=payload, headers=headers)
