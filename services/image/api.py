@@ -11,7 +11,7 @@ from services.image.decoding import DecodedImage, decoded_batch
 from services.image.errors import CORRUPT_IMAGE, MODEL_MISSING, NOT_AN_IMAGE, TOO_MANY_PIXELS
 from services.image.faces import FaceDetector
 from services.image.model import FaceEmotionModel
-from services.image.pipeline import DetectMode, PipelineConfig, assemble, locate_and_crop
+from services.image.pipeline import DetectMode, PipelineConfig, assemble, detector_name, locate_and_crop
 from services.image.schemas import ImageBatchPrediction, ImagePrediction
 from services.image.settings import Settings
 from shared.batching import MicroBatcher, get_batcher
@@ -89,7 +89,7 @@ async def _predict(
     bodies, offset = [], 0
     for image, boxes, _ in located:
         rows = np.asarray(probabilities[offset : offset + len(boxes)]).reshape(len(boxes), len(LABELS))
-        bodies.append(assemble(image, boxes, rows, config).to_dict())
+        bodies.append(assemble(image, boxes, rows, config, detector=detector_name(stack.detector, mode)).to_dict())
         offset += len(boxes)
     info = ModelInfo(name=stack.name, version=stack.version)
     return [ImagePrediction.model_validate({**body, "model": info}) for body in bodies]

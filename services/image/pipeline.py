@@ -9,7 +9,7 @@ import numpy as np
 
 from services.image.decoding import DecodedImage
 from services.image.errors import NO_FACE_MESSAGE
-from services.image.faces import FaceBox, FaceDetector
+from services.image.faces import LANDMARK_NAMES, FaceBox, FaceDetector, aligned_crop
 from shared.labels import LABELS
 
 PrimaryFace = Literal["largest", "most_confident"]
@@ -36,6 +36,8 @@ class PipelineConfig:
     primary_face: PrimaryFace = "largest"
     small_image_side: int = 96
     face_margin: float = 0.1
+    #: Rotate and scale each face onto the FER2013 landmark template when the detector gives landmarks.
+    align: bool = True
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class ImageResult:
     faces: list[FaceResult]
     primary: int | None
     message: str | None
+    #: The detector that ran (None with detect=never).
+    detector: str | None = None
 
     @property
     def probabilities(self) -> np.ndarray | None:
@@ -70,6 +74,7 @@ class ImageResult:
             {
                 "box": {"x": f.box.x, "y": f.box.y, "w": f.box.w, "h": f.box.h},
                 "confidence": f.box.confidence,
+                "landmarks": _landmarks(f.box),
                 "label": f.label,
                 "probabilities": _as_dict(f.probabilities),
             }
@@ -80,10 +85,17 @@ class ImageResult:
             "label": primary["label"] if primary else None,
             "probabilities": primary["probabilities"] if primary else None,
             "faces": faces,
+            "detector": self.detector,
             "message": self.message,
             "width": self.width,
             "height": self.height,
         }
+
+
+def _landmarks(box: FaceBox) -> dict[str, list[float]] | None:
+    if box.landmarks is None:
+        return None
+    return {name: [x, y] for name, (x, y) in zip(LANDMARK_NAMES, box.landmarks, strict=True)}
 
 
 def _as_dict(probabilities: np.ndarray) -> dict[str, float]:
@@ -128,19 +140,39 @@ def _primary(faces: list[FaceResult], policy: PrimaryFace) -> int | None:
 def locate_and_crop(
     image: DecodedImage, *, detector: FaceDetector, mode: DetectMode, config: PipelineConfig
 ) -> tuple[list[FaceBox], list[np.ndarray]]:
-    """The face boxes of one image and their crops (the classifier's input), in the same order."""
+    """The face boxes of one image and their crops (the classifier's input), in the same order.
+
+    A face with landmarks is aligned onto the training template; otherwise its box is cropped with the margin.
+    """
     boxes = locate_faces(image, detector=detector, mode=mode, config=config)
-    crops = [crop_face(image.grey, box, 0.0 if box == whole_image_box(image) else config.face_margin) for box in boxes]
-    return boxes, crops
+    return boxes, [face_crop(image, box, config) for box in boxes]
+
+
+def face_crop(image: DecodedImage, box: FaceBox, config: PipelineConfig) -> np.ndarray:
+    """The classifier's input for one face: aligned by its landmarks, else the box (+ margin), else the image."""
+    if box.landmarks is not None and config.align:
+        return aligned_crop(image.grey, box.landmarks)
+    return crop_face(image.grey, box, 0.0 if box == whole_image_box(image) else config.face_margin)
 
 
 def assemble(
-    image: DecodedImage, boxes: list[FaceBox], probabilities: np.ndarray, config: PipelineConfig
+    image: DecodedImage,
+    boxes: list[FaceBox],
+    probabilities: np.ndarray,
+    config: PipelineConfig,
+    *,
+    detector: str | None = None,
 ) -> ImageResult:
-    """One image's result from its boxes and their (len(boxes), 7) probabilities."""
+    """One image's result from its boxes, their (len(boxes), 7) probabilities and the detector's name."""
     faces = [FaceResult(box, probabilities[i]) for i, box in enumerate(boxes)]
     primary = _primary(faces, config.primary_face)
-    return ImageResult(image.width, image.height, faces, primary, None if faces else NO_FACE_MESSAGE)
+    message = None if faces else NO_FACE_MESSAGE
+    return ImageResult(image.width, image.height, faces, primary, message, detector)
+
+
+def detector_name(detector: FaceDetector, mode: DetectMode) -> str | None:
+    """The name reported in a response: the detector's, unless detect=never skipped it."""
+    return None if mode is DetectMode.NEVER else detector.name
 
 
 def analyze_batch(
@@ -158,6 +190,7 @@ def analyze_batch(
     results: list[ImageResult] = []
     offset = 0
     for image, (boxes, _) in zip(images, located, strict=True):
-        results.append(assemble(image, boxes, probabilities[offset : offset + len(boxes)], config))
+        rows = probabilities[offset : offset + len(boxes)]
+        results.append(assemble(image, boxes, rows, config, detector=detector_name(detector, mode)))
         offset += len(boxes)
     return results

@@ -10,6 +10,13 @@ from shared.schemas import EXAMPLE_PROBABILITIES, ModelInfo
 _EXAMPLE_FACE: dict[str, Any] = {
     "box": {"x": 112, "y": 80, "w": 160, "h": 160},
     "confidence": 0.998,
+    "landmarks": {
+        "eye_left": [152.0, 136.5],
+        "eye_right": [231.0, 135.0],
+        "nose": [192.5, 178.0],
+        "mouth_left": [160.0, 210.5],
+        "mouth_right": [224.0, 209.0],
+    },
     "label": "happy",
     "probabilities": EXAMPLE_PROBABILITIES,
 }
@@ -31,6 +38,11 @@ class Face(BaseModel):
 
     box: Box
     confidence: float | None = Field(description="Detector confidence in 0..1; null when the whole image was used.")
+    landmarks: dict[str, list[float]] | None = Field(
+        default=None,
+        description="Five points [x, y] in image pixels (eye_left, eye_right, nose, mouth_left, mouth_right; "
+        "left/right as seen in the image) when the detector gives them; the face crop is aligned on them.",
+    )
     label: Emotion
     probabilities: dict[Emotion, float]
 
@@ -46,6 +58,7 @@ class ImagePrediction(BaseModel):
                     "probabilities": EXAMPLE_PROBABILITIES,
                     "model": {"name": "face-emotion-resnet", "version": "2026.11.25"},
                     "faces": [_EXAMPLE_FACE],
+                    "detector": "yunet",
                     "message": None,
                     "width": 640,
                     "height": 480,
@@ -55,6 +68,7 @@ class ImagePrediction(BaseModel):
                     "probabilities": None,
                     "model": {"name": "face-emotion-resnet", "version": "2026.11.25"},
                     "faces": [],
+                    "detector": "yunet",
                     "message": "No face detected",
                     "width": 640,
                     "height": 480,
@@ -67,6 +81,7 @@ class ImagePrediction(BaseModel):
     probabilities: dict[Emotion, float] | None
     model: ModelInfo
     faces: list[Face]
+    detector: str | None = Field(default=None, description="The face detector that ran (null with detect=never).")
     message: str | None = Field(default=None, description='"No face detected" when there is no face.')
     width: int
     height: int

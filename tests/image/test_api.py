@@ -30,6 +30,11 @@ async def test_face_is_detected_and_classified(client: httpx.AsyncClient, face_j
     face = body["faces"][0]
     assert set(face["box"]) == {"x", "y", "w", "h"}
     assert 0 < face["confidence"] <= 1
+    assert body["detector"] == "yunet"
+    assert list(face["landmarks"]) == ["eye_left", "eye_right", "nose", "mouth_left", "mouth_right"]
+    box = face["box"]
+    for x, y in face["landmarks"].values():
+        assert box["x"] <= x <= box["x"] + box["w"] and box["y"] <= y <= box["y"] + box["h"]
     assert list(body["probabilities"]) == list(LABELS)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
     assert body["label"] == max(body["probabilities"], key=body["probabilities"].get)
@@ -163,3 +168,13 @@ async def test_openapi_declares_operations(client: httpx.AsyncClient) -> None:
     assert spec["paths"]["/predict"]["post"]["operationId"] == "predict_image"
     assert spec["paths"]["/predict/batch"]["post"]["operationId"] == "predict_image_batch"
     assert {"413", "422", "503"} <= set(spec["paths"]["/predict"]["post"]["responses"])
+
+
+async def test_detect_never_reports_no_detector_and_no_landmarks(client: httpx.AsyncClient, face_jpeg: bytes) -> None:
+    response = await client.post("/predict", params={"detect": "never"}, files=upload(face_jpeg))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["detector"] is None
+    (face,) = body["faces"]
+    assert face["landmarks"] is None
+    assert face["box"] == {"x": 0, "y": 0, "w": 320, "h": 320}

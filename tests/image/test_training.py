@@ -1,13 +1,26 @@
 """The training code runs end to end on a tiny synthetic set and exports a loadable model."""
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from services.image import model as face_model
+from services.image.network import EmotionNet
 from training.image.data import Split
-from training.image.train import augment, build_parser, lr_at, main, soft_targets, train
+from training.image.train import (
+    WeightAverage,
+    augment,
+    build_parser,
+    cyclic_lr,
+    lr_at,
+    main,
+    photo_augment,
+    soft_targets,
+    train,
+)
 
 
 def tiny_split(n: int, seed: int) -> Split:
@@ -60,3 +73,45 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
     assert loaded.meta["widths"] == [8, 8, 16, 16]
     assert loaded.version.endswith(f"-e{loaded.meta['epoch']}")
+
+
+def test_photo_augment_corrupts_but_keeps_range() -> None:
+    x = torch.rand(64, 1, 48, 48) * 4 - 2
+    out = photo_augment(x, torch.Generator().manual_seed(0), strength=1.0)
+    assert out.shape == x.shape
+    assert not torch.allclose(out, x)
+    assert torch.equal(photo_augment(x, torch.Generator().manual_seed(0), strength=0.0), x)
+
+
+def test_cyclic_lr_restarts_every_epoch() -> None:
+    assert cyclic_lr(0.0, 0.02) == pytest.approx(0.02)
+    assert cyclic_lr(1.0, 0.02) == pytest.approx(0.001)
+    assert cyclic_lr(0.25, 0.02) > cyclic_lr(0.75, 0.02)
+
+
+def test_weight_average_is_the_mean_and_bn_is_recomputed() -> None:
+    a, b = EmotionNet((8, 8, 16, 16)), EmotionNet((8, 8, 16, 16))
+    average = WeightAverage(a)
+    average.add(a)
+    average.add(b)
+    for pa, pb, pm in zip(a.parameters(), b.parameters(), average.model.parameters(), strict=True):
+        torch.testing.assert_close(pm, (pa + pb) / 2)
+    images = torch.randint(0, 256, (32, 48, 48), dtype=torch.uint8)
+    average.update_bn(images)
+    first_bn = next(m for m in average.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert int(first_bn.num_batches_tracked) == 1
+    assert not torch.allclose(first_bn.running_mean, torch.zeros_like(first_bn.running_mean))
+
+
+def test_fine_tune_from_weights_with_swa(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    start = tmp_path / "start.pt"
+    torch.save({"state_dict": EmotionNet((8, 8, 16, 16)).state_dict(), "meta": {}}, start)
+    args = [
+        "--out", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "16", "--widths", "8,8,16,16",
+        "--init", str(start), "--cyclic", "--swa-start", "0", "--photo-aug", "0.5", "--bn-images", "32",
+    ]  # fmt: skip
+    train(build_parser().parse_args(args), (tiny_split(64, 0), tiny_split(32, 1)))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["val_acc_swa"] is not None for h in history] == [True, True]
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["swa_count"] == 2

@@ -3,6 +3,9 @@
     python -m training.image.train --out /tmp/fer_run --epochs 40
     python -m training.image.train --out /tmp/fer_run --resume          # continue after a stop
     python -m training.image.train --out /tmp/fer_run --export-only     # best.pt -> services/image/artifacts
+    # fine-tune the shipped model with photo-like augmentation, cyclic LR and weight averaging (SWA):
+    python -m training.image.train --out /tmp/fer_swa --init services/image/artifacts/face_emotion.pt \
+        --epochs 24 --lr 0.02 --cyclic --swa-start 2 --photo-aug 0.5
 
 CPU-friendly: bf16 autocast (AMX where present), channels_last, all data in one uint8 tensor,
 augmentation as batched torch ops (affine grid: crop/shift, scale, rotation, flip; brightness/contrast).
@@ -15,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from services.image.network import INPUT_SIZE, EmotionNet, normalize
+from services.image.network import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, EmotionNet, normalize
 from shared.labels import LABELS
 from training.image.data import DEFAULT_CACHE, DEFAULT_ROOT, Split, load_split
 
@@ -56,6 +60,45 @@ def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         xs = torch.randint(0, INPUT_SIZE - size, (n,), generator=generator)
         for i in torch.nonzero(erase).flatten().tolist():
             out[i, :, ys[i] : ys[i] + size, xs[i] : xs[i] + size] = 0.0
+    return out
+
+
+def _jpeg(batch: torch.Tensor, quality: int) -> torch.Tensor:
+    """Round-trip (k, 1, H, W) normalised images through JPEG at ``quality``."""
+    pixels = ((batch * PIXEL_STD + PIXEL_MEAN) * 255).clamp(0, 255).to(torch.uint8).numpy()
+    out = np.empty_like(pixels)
+    for i, image in enumerate(pixels[:, 0]):
+        _ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out[i, 0] = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+    return (torch.from_numpy(out).float() / 255.0 - PIXEL_MEAN) / PIXEL_STD
+
+
+def photo_augment(x: torch.Tensor, generator: torch.Generator, strength: float = 0.5) -> torch.Tensor:
+    """Photo-like corruptions on normalised (n,1,H,W): low resolution, gamma, noise, JPEG; rates scale with strength."""
+    n, _, height, width = x.shape
+    out = x.clone()
+    # Low resolution (a small or distant face upscaled): downscale to 40-90 % and back up.
+    low = torch.nonzero(torch.rand(n, generator=generator) < strength * 0.6).flatten()
+    if len(low):
+        factor = float(torch.rand(1, generator=generator)) * 0.5 + 0.4
+        size = (max(8, round(height * factor)), max(8, round(width * factor)))
+        small = F.interpolate(out[low], size=size, mode="area")
+        out[low] = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
+    # Gamma (exposure), in pixel space.
+    gamma_rows = torch.rand(n, generator=generator) < strength
+    if gamma_rows.any():
+        gamma = torch.exp((torch.rand(n, generator=generator) - 0.5) * 1.0).view(n, 1, 1, 1)
+        pixels = (out * PIXEL_STD + PIXEL_MEAN).clamp(0, 1)
+        adjusted = (pixels**gamma - PIXEL_MEAN) / PIXEL_STD
+        out = torch.where(gamma_rows.view(n, 1, 1, 1), adjusted, out)
+    # Sensor noise.
+    noisy = (torch.rand(n, generator=generator) < strength * 0.4).view(n, 1, 1, 1)
+    sigma = torch.rand(n, 1, 1, 1, generator=generator) * (8.0 / 255 / PIXEL_STD)
+    out = out + noisy * sigma * torch.randn(out.shape, generator=generator)
+    # JPEG artefacts.
+    jpeg = torch.nonzero(torch.rand(n, generator=generator) < strength * 0.4).flatten()
+    if len(jpeg):
+        out[jpeg] = _jpeg(out[jpeg], int(torch.randint(25, 80, (1,), generator=generator)))
     return out
 
 
@@ -112,6 +155,48 @@ class EMA:
             ema_b.copy_(b)
 
 
+def cyclic_lr(epoch_fraction: float, peak: float, low_ratio: float = 0.05) -> float:
+    """One cosine cycle per epoch, peak -> peak*low_ratio: each epoch ends in a low-LR snapshot to average."""
+    t = min(max(epoch_fraction, 0.0), 1.0)
+    low = peak * low_ratio
+    return low + (peak - low) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+class WeightAverage:
+    """Running mean of model snapshots (stochastic weight averaging); BN statistics are recomputed after."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = EmotionNet(model.widths).to(memory_format=torch.channels_last)  # type: ignore[arg-type]
+        self.model.load_state_dict(model.state_dict())
+        self.count = 0
+
+    @torch.no_grad()
+    def add(self, model: nn.Module) -> None:
+        self.count += 1
+        for avg, p in zip(self.model.parameters(), model.parameters(), strict=True):
+            avg.mul_(1 - 1 / self.count).add_(p.detach(), alpha=1 / self.count)
+
+    @torch.no_grad()
+    def update_bn(self, images: torch.Tensor, batch_size: int = 256) -> None:
+        """Recompute BatchNorm running statistics of the averaged weights on ``images`` (uint8, no augmentation)."""
+        norms = [m for m in self.model.modules() if isinstance(m, nn.BatchNorm2d)]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the pass
+        self.model.train()
+        for start in range(0, len(images), batch_size):
+            x = normalize(images[start : start + batch_size]).contiguous(memory_format=torch.channels_last)
+            self.model(x)
+        self.model.eval()
+
+
+def load_initial_weights(model: nn.Module, path: Path) -> None:
+    """Start from a shipped artefact ({state_dict, meta}) or a training checkpoint ({model, meta})."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    weights = state.get("state_dict", state.get("model"))
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+
+
 def lr_at(progress: float, peak: float, warmup: float = 0.1) -> float:
     """One-cycle shape over training progress in [0, 1]: linear warm-up from peak/20, then cosine to ~0."""
     progress = min(max(progress, 0.0), 1.0)
@@ -156,6 +241,8 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
 
     widths = tuple(int(w) for w in args.widths.split(","))
     model = EmotionNet(widths, dropout=args.dropout).to(memory_format=torch.channels_last)
+    if args.init:
+        load_initial_weights(model, Path(args.init))
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim == 1 or name.endswith(".bias") else decay).append(p)
@@ -166,6 +253,7 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
         nesterov=True,
     )
     ema = EMA(model, args.ema)
+    swa = WeightAverage(model) if args.swa_start >= 0 else None
     start_epoch, best, history, elapsed_before, step_count = 0, -1.0, [], 0.0, 0
     last_path, best_path = out / "last.pt", out / "best.pt"
     if args.resume and last_path.exists():
@@ -176,6 +264,9 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
         generator.set_state(state["generator"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
         elapsed_before, step_count = state["elapsed"], state["step"]
+        if swa is not None and state.get("swa") is not None:
+            swa.model.load_state_dict(state["swa"])
+            swa.count = state["swa_count"]
         print(f"resumed at epoch {start_epoch}, best {best:.4f}", flush=True)
 
     meta_base = {
@@ -184,6 +275,7 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
         "input_size": INPUT_SIZE,
         "labels": list(LABELS),
         "trained_on": "FER2013 train (28,709); targets: FER2013 label mixed with FER+ majority",
+        "initialised_from": args.init or None,
         "selected_on": "FER2013 public_test",
         "args": {k: v for k, v in vars(args).items() if k not in {"resume", "export_only"}},
     }
@@ -198,7 +290,10 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
         running, seen = 0.0, 0
         for step in range(steps_per_epoch):
             idx = order[step * args.batch_size : (step + 1) * args.batch_size]
-            x = augment(normalize(images[idx]), generator).contiguous(memory_format=torch.channels_last)
+            x = augment(normalize(images[idx]), generator)
+            if args.photo_aug > 0:
+                x = photo_augment(x, generator, args.photo_aug)
+            x = x.contiguous(memory_format=torch.channels_last)
             target = soft_targets(
                 labels[idx], ferplus[idx], ferplus_weight=args.ferplus_weight, smoothing=args.smoothing
             )
@@ -212,7 +307,7 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
             progress = step_count / total_steps
             if args.budget_minutes:
                 progress = max(progress, (time.time() - run_started) / (args.budget_minutes * 60))
-            lr = lr_at(progress, args.lr)
+            lr = cyclic_lr((step + 1) / steps_per_epoch, args.lr) if args.cyclic else lr_at(progress, args.lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             ema.update(model)
@@ -220,7 +315,12 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
             seen += len(idx)
         train_time = time.time() - started
         scores = {}
-        for tag, net in (("raw", model), ("ema", ema.model)):
+        candidates: list[tuple[str, nn.Module]] = [("raw", model), ("ema", ema.model)]
+        if swa is not None and epoch >= args.swa_start:
+            swa.add(model)
+            swa.update_bn(images[: args.bn_images])
+            candidates.append(("swa", swa.model))
+        for tag, net in candidates:
             probs = predict_probabilities(net, val.images, tta=False)
             scores[tag] = accuracy(probs, val.labels)
         tag = max(scores, key=lambda t: scores[t])
@@ -229,6 +329,7 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
             "loss": running / max(seen, 1),
             "val_acc_raw": scores["raw"],
             "val_acc_ema": scores["ema"],
+            "val_acc_swa": scores.get("swa"),
             "lr": optimizer.param_groups[0]["lr"],
             "progress": round(progress, 4),
             "seconds": round(train_time, 1),
@@ -237,7 +338,7 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
         print(json.dumps(record), flush=True)
         if scores[tag] > best:
             best = scores[tag]
-            chosen = model if tag == "raw" else ema.model
+            chosen = dict(candidates)[tag]
             meta = {**meta_base, "epoch": epoch, "weights": tag, "val_accuracy": best}
             torch.save({"model": chosen.state_dict(), "meta": meta}, best_path)
         torch.save(
@@ -251,6 +352,8 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
                 "epoch": epoch,
                 "best": best,
                 "history": history,
+                "swa": None if swa is None else swa.model.state_dict(),
+                "swa_count": 0 if swa is None else swa.count,
             },
             last_path,
         )
@@ -280,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="compress the LR schedule so training ends within this wall-clock time (0 = epochs only)",
     )
+    parser.add_argument("--init", default="", help="start from these weights (artefact or checkpoint)")
+    parser.add_argument("--cyclic", action="store_true", help="one cosine LR cycle per epoch (for --swa-start)")
+    parser.add_argument("--swa-start", type=int, default=-1, help="average weights from this epoch on (-1 = off)")
+    parser.add_argument("--bn-images", type=int, default=8192, help="train images for the averaged model's BN stats")
+    parser.add_argument("--photo-aug", type=float, default=0.0, help="strength of photo-like corruptions (0 = off)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (smoke tests)")
