@@ -54,8 +54,8 @@ PUBLIC_PATHS: Final = frozenset({"/livez", "/readyz"})
 INTERNAL_TOKEN_REQUIRED: Final = f"Missing or wrong {INTERNAL_TOKEN_HEADER} header"
 NOT_READY: Final = "Not ready: {reason}"
 
-# An absolute POSIX or Windows path (two or more components): replaced by its last component.
-_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.@+~-]+){2,}[\\/]?")
+# A file path of two or more components (absolute or relative, POSIX or Windows): cut to its last one.
+_PATH = re.compile(r"(?:[A-Za-z]:)?[\w.@+~-]*(?:[\\/][\w.@+~-]+){2,}[\\/]?")
 
 
 def redact_paths(text: str) -> str:

@@ -181,6 +181,8 @@ def test_redact_paths_keeps_only_the_last_component() -> None:
     )
     assert redact_paths(r"cannot open C:\models\face.pt") == "cannot open face.pt"
     assert redact_paths("ratio 3/4 and text") == "ratio 3/4 and text"
+    assert redact_paths("missing services/speech/artifacts/model.keras") == "missing model.keras"
+    assert redact_paths("see ~/.cache/emotion/weights/model.bin") == "see model.bin"
 
 
 async def test_internal_token_guards_everything_but_the_probes() -> None:
