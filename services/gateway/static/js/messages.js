@@ -35,6 +35,9 @@ export function explain(error, action = "") {
   if (error.status === 429 || code === "rate_limited") {
     return `Too many requests. Please try again ${waitWords(error.retryAfter)}.`;
   }
+  if (error.status === 503 && error.retryAfter) {
+    return `The service is busy right now. Please try again ${waitWords(error.retryAfter)}.`;
+  }
   if (action === "login" && error.status === 401) {
     return error.detail && /disabled/i.test(error.detail)
       ? "This account is disabled."
