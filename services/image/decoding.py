@@ -79,7 +79,7 @@ MAX_IMAGE_DECODE_BYTES = 192 * 1024 * 1024
 #: A whole request (a batch included): the largest image's decode plus every grey output kept for inference.
 MAX_REQUEST_DECODE_BYTES = 256 * 1024 * 1024
 #: All requests of the process together; a request waits for its share, then gets 503.
-PROCESS_DECODE_BYTES = 384 * 1024 * 1024
+PROCESS_DECODE_BYTES = 256 * 1024 * 1024
 BUDGET_WAIT_S = 20.0
 #: Mode conversion runs on strips of about this many pixels, so its temporaries stay small.
 STRIP_PIXELS = 1 << 20
