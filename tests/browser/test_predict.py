@@ -64,7 +64,8 @@ def test_errors_appear_next_to_the_control_that_caused_them(page, stack, shot):
     page.locator("#audio-file").set_input_files(file_payload("silence.wav", "audio/wav", wav(amplitude=0)))
     page.get_by_role("button", name="Predict speech").click()
     expect(page.locator("#audio-status")).to_contain_text("No speech was found in the recording")
-    expect(page.locator("#text-status")).to_have_text("Type some text first.")  # others untouched
+    expect(page.locator("#text-status")).to_have_text("")  # the earlier, stale message is gone
+    expect(page.locator("#fused-status")).to_have_text("")  # and nothing went anywhere else
     expect(page.locator("#result-section")).to_be_hidden()  # no stale result next to the new input
 
     # Fused with that silent clip and some text: the speech card says "no speech", text carries the fusion.

@@ -70,6 +70,8 @@ function wireDrop(form) {
 }
 
 async function predict({ button, status, busyText, send, image = null }) {
+  // Earlier messages next to the other inputs are about earlier attempts: drop them.
+  for (const node of $$("#predict .status")) if (node !== status) setStatus(node, "");
   await withBusy({
     buttons: PREDICT_BUTTONS(),
     status,
@@ -311,6 +313,7 @@ function clearInputs() {
 }
 
 export function initPredict() {
+  $("#text-input").addEventListener("input", () => setStatus($("#text-status"), ""));
   for (const kind of ["audio", "image", "video"]) wireFileInput(kind);
   for (const form of $$(".drop")) wireDrop(form);
   wirePredictions();
