@@ -205,7 +205,8 @@ def test_product_weights_pick_the_product_rule_when_the_forest_cannot_learn() ->
         forest_params={"n_estimators": 3, "max_leaf_nodes": 4, "max_features": 1},
         jitter_sigma=3.0,
     )
-    weights, table = train_module.fit_product_weights(fit_parts, crippled, labels=list(range(7)), seed=0, n_val=700)
+    oof = train_module.out_of_fold(fit_parts, crippled, labels=list(range(7)), seed=0, n_val=700)
+    weights, table = train_module.fit_product_weights(oof)
     assert set(weights) == set(SUBSET_NAMES)
     assert weights["speech+text+image"] >= 0.5
     oof = table["oof_accuracy"]["speech+text+image"]
@@ -240,9 +241,17 @@ def test_fit_variants_differ_only_by_temperature() -> None:
     assert set(variants) == set(tables) == {"raw", "temperature"}
     assert variants["temperature"].temperatures == temperatures
     assert set(variants["raw"].temperatures.values()) == {1.0}
-    for model in variants.values():
+    for variant, model in variants.items():
         assert set(model.product_weights) == set(SUBSET_NAMES)
         assert model.forest.n_estimators == 4
+        # output calibration fitted out of fold: singles untouched, multimodal temperatures and a guard chosen
+        assert all(model.output_temperatures[name] == 1.0 for name in ("speech", "text", "image"))
+        assert 0.0 <= model.correlation <= 1.0
+        assert set(tables[variant]["calibration"]["oof_stress_test"]) == {
+            "agreement=0.0",
+            "agreement=0.5",
+            "agreement=1.0",
+        }
 
 
 def test_evaluate_scores_every_subset_and_states_the_targets(trained: tuple[FusionModel, dict]) -> None:
@@ -258,6 +267,7 @@ def test_evaluate_scores_every_subset_and_states_the_targets(trained: tuple[Fusi
     assert set(targets) == {
         "all_three_beats_best_single_by_3_points",
         "every_subset_at_least_best_single",
+        "every_subset_ece_at_most_0.05",
         "fusion_beats_mean_and_product",
         "forest_alone_beats_mean_and_product",
     }

@@ -13,7 +13,7 @@ import numpy as np
 
 from services.fusion.model import SUBSET_NAMES, SUBSETS, FusionModel, stack_features
 from training.calibration import calibration_metrics, fit_temperature
-from training.fusion.data import ModalityItems, build_triples, subset_mask, triple_probabilities
+from training.fusion.data import Fold, ModalityItems, build_triples, subset_mask, triple_probabilities
 
 #: Correlation-guard values tried by the stress test.
 CORRELATION_GRID: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
@@ -63,17 +63,25 @@ def correlated_triples(
     return y, index
 
 
+def blended_subsets(
+    model: FusionModel, probabilities: Mapping[str, np.ndarray]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per multimodal subset name (of the modalities given), its feature matrix and blended, uncalibrated output."""
+    scaled = model.scale_inputs(probabilities)
+    n = len(next(iter(probabilities.values())))
+    result = {}
+    for subset, name in zip(SUBSETS, SUBSET_NAMES, strict=True):
+        if len(subset) > 1 and set(subset) <= set(probabilities):
+            x = stack_features(scaled, subset_mask(subset, n))
+            result[name] = (x, model.blend_forest(x, model.forest_probabilities(x)))
+    return result
+
+
 def subset_outputs(
     model: FusionModel, probabilities: Mapping[str, np.ndarray], correlation: float
 ) -> dict[str, np.ndarray]:
     """Per multimodal subset name, the model's calibrated output with guard ``correlation``."""
-    scaled = model.scale_inputs(probabilities)
-    n = len(next(iter(probabilities.values())))
-    return {
-        name: model.predict_features(stack_features(scaled, subset_mask(subset, n)), correlation)
-        for subset, name in zip(SUBSETS, SUBSET_NAMES, strict=True)
-        if len(subset) > 1
-    }
+    return {name: model.calibrate(x, b, correlation) for name, (x, b) in blended_subsets(model, probabilities).items()}
 
 
 def stress_test(
@@ -90,19 +98,63 @@ def stress_test(
     table: dict[str, Any] = {}
     for agreement in agreements:
         y, index = correlated_triples(parts, n, np.random.default_rng(seed), labels, agreement)
-        probabilities = triple_probabilities(parts, index)
+        blended = blended_subsets(model, triple_probabilities(parts, index))  # the forest once; c only rescales
         rows: dict[str, Any] = {}
         for c in grid:
-            rows[f"{c:.1f}"] = {
-                name: {
+            rows[f"{c:.1f}"] = {}
+            for name, (x, b) in blended.items():
+                out = model.calibrate(x, b, c)
+                rows[f"{c:.1f}"][name] = {
                     **calibration_metrics(y, out),
                     "accuracy": float((out.argmax(axis=1) == y).mean()),
                     "mean_confidence": float(out.max(axis=1).mean()),
                 }
-                for name, out in subset_outputs(model, probabilities, c).items()
-            }
         table[f"agreement={agreement:.1f}"] = rows
     return table
+
+
+def mean_tables(tables: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The element-wise mean of several :func:`stress_test` tables of the same shape (e.g. one per fold)."""
+    first = tables[0]
+    return {
+        a: {
+            c: {
+                name: {key: float(np.mean([t[a][c][name][key] for t in tables])) for key in first[a][c][name]}
+                for name in first[a][c]
+            }
+            for c in first[a]
+        }
+        for a in first
+    }
+
+
+def fit_output_calibration(
+    oof: Sequence[Fold], product_weights: Mapping[str, float], *, seed: int
+) -> tuple[dict[str, float], float, dict[str, Any]]:
+    """Per-subset output temperatures and the correlation guard, fitted on out-of-fold folds only.
+
+    The temperatures minimise NLL of each fold model's blended output on its held-out triples; the
+    guard is then the strongest ``c`` whose fold-averaged ECE on independent triples stays within
+    :data:`INDEPENDENT_ECE_BUDGET` (see :func:`choose_correlation`). Returns (temperatures, c, table).
+    """
+    collected: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for fold in oof:
+        fold.model.product_weights = dict(product_weights)
+        for name, (_, b) in blended_subsets(fold.model, fold.probabilities).items():
+            collected.setdefault(name, []).append((fold.y, b))
+    stacked = {
+        name: (np.concatenate([y for y, _ in pairs]), np.concatenate([b for _, b in pairs]))
+        for name, pairs in collected.items()
+    }
+    temperatures = fit_subset_temperatures(stacked)
+    tables = []
+    for k, fold in enumerate(oof):
+        fold.model.output_temperatures = temperatures
+        tables.append(stress_test(fold.model, fold.held, labels=fold.labels, n=len(fold.y), seed=seed + 300 + k))
+    table = mean_tables(tables)
+    correlation = choose_correlation(table)
+    before = {name: calibration_metrics(y, b)["ece"] for name, (y, b) in stacked.items()}
+    return temperatures, correlation, {"oof_ece_uncalibrated": before, "oof_stress_test": table}
 
 
 def choose_correlation(table: Mapping[str, Any], budget: float = INDEPENDENT_ECE_BUDGET) -> float:

@@ -9,6 +9,7 @@ and face agree or disagree in structured ways); these triples only model indepen
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -66,6 +67,18 @@ class ModalityItems:
                 ids=data["ids"],
                 groups=data["groups"],
             )
+
+
+@dataclass
+class Fold:
+    """One out-of-fold fold on fusion-train: a model fitted without ``held``, and triples drawn from ``held``."""
+
+    model: Any
+    held: dict[str, ModalityItems]
+    labels: list[int]
+    y: np.ndarray
+    #: Per modality, the raw (n, 7) probabilities of the items drawn for each triple.
+    probabilities: dict[str, np.ndarray]
 
 
 def split_items(

@@ -64,10 +64,10 @@ def format_table(results: Mapping[str, Mapping[str, Any]], title: str = "") -> s
     """A Markdown table: one row per subset, accuracy / macro-F1 of fusion, baselines and singles."""
     lines = [title, ""] if title else []
     lines.append(
-        "| subset | n | fusion acc / F1 | w | forest alone acc / F1 | mean acc / F1 | product acc / F1 "
+        "| subset | n | fusion acc / F1 | fusion ECE | w | forest alone acc / F1 | mean acc / F1 | product acc / F1 "
         "| best single (acc / F1) | fusion - best single |"
     )
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
 
     def pair(m: Mapping[str, Any] | None) -> str:
         return "-" if m is None else f"{m['accuracy']:.4f} / {m['macro_f1']:.4f}"
@@ -75,7 +75,8 @@ def format_table(results: Mapping[str, Mapping[str, Any]], title: str = "") -> s
     for name, entry in results.items():
         best = entry["best_single"]
         lines.append(
-            f"| {name} | {entry['fusion']['n']} | {pair(entry['fusion'])} | {entry['product_weight']:.1f} | "
+            f"| {name} | {entry['fusion']['n']} | {pair(entry['fusion'])} | {entry['fusion']['ece']:.4f} | "
+            f"{entry['product_weight']:.1f} | "
             f"{pair(entry['forest_only'])} | {pair(entry.get('mean'))} | "
             f"{pair(entry.get('product'))} | {best}: {pair(entry['single'][best])} | "
             f"{entry['fusion_minus_best_single'] * 100:+.2f} pts |"

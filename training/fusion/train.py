@@ -22,7 +22,7 @@ import datetime as dt
 import functools
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,9 @@ from services.fusion.model import (
     stack_features,
 )
 from shared.labels import LABELS, MODALITIES
+from training.fusion.calibration import disagreement_report, fit_output_calibration, stress_test
 from training.fusion.data import (
+    Fold,
     ModalityItems,
     build_triples,
     common_labels,
@@ -174,7 +176,7 @@ def group_folds(items: ModalityItems, n_folds: int, *, rng: np.random.Generator,
     return np.array([fold_of[g] for g in items.groups], dtype=np.int64)
 
 
-def fit_product_weights(
+def out_of_fold(
     fit_parts: Mapping[str, ModalityItems],
     fit: Callable[..., FusionModel],
     *,
@@ -182,14 +184,11 @@ def fit_product_weights(
     seed: int,
     folds: int = BLEND_FOLDS,
     n_val: int = BLEND_VAL_TRIPLES,
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """Per subset, the weight ``w`` of ``(1 - w) * forest + w * product``, chosen on out-of-fold accuracy.
-
-    Stacking on fusion-train only: for each fold, ``fit(parts, labels=..., seed=...)`` (the final
-    model's recipe, a partial of :func:`fit_model`) fits a forest on the other folds' items, which
-    is scored on triples from this fold's items; folds split every modality by group (speech: by
-    actor, in order). The weight is then picked by :func:`one_standard_error_choice`.
-    Returns (weights, the out-of-fold table).
+) -> list[Fold]:
+    """Stacking folds on fusion-train only: per fold, ``fit(parts, labels=..., seed=...)`` (the final
+    model's recipe, a partial of :func:`fit_model`) fits a forest on the other folds' items, and
+    ``n_val`` triples are drawn from this fold's items; folds split every modality by group (speech:
+    by actor, in order). The product weights and the output calibration are both fitted on these.
     """
     rng = np.random.default_rng(seed + 3)
     n_folds = min(folds, *(len(np.unique(items.groups)) for items in fit_parts.values()))
@@ -198,33 +197,43 @@ def fit_product_weights(
     fold = {
         m: group_folds(items, n_folds, rng=rng, ordered=ORDERED_GROUPS.get(m, False)) for m, items in fit_parts.items()
     }
-    grid = np.asarray(PRODUCT_WEIGHT_GRID)
-    correct = {name: np.zeros(len(grid)) for name in SUBSET_NAMES}
-    total = 0
+    result = []
     for k in range(n_folds):
         train = {m: items.take(fold[m] != k) for m, items in fit_parts.items()}
         held = {m: items.take(fold[m] == k) for m, items in fit_parts.items()}
         fold_labels = sorted(set(labels) & set(common_labels(train)) & set(common_labels(held)))
         model = fit(train, labels=fold_labels, seed=seed + k)
         y, index = build_triples(held, n_val, np.random.default_rng(seed + 200 + k), fold_labels)
-        scaled = model.scale_inputs(triple_probabilities(held, index))
+        result.append(Fold(model, held, fold_labels, y, triple_probabilities(held, index)))
+    return result
+
+
+def fit_product_weights(oof: Sequence[Fold]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Per subset, the weight ``w`` of ``(1 - w) * forest + w * product``, chosen on out-of-fold accuracy
+    (see :func:`out_of_fold`) by :func:`one_standard_error_choice`. Returns (weights, the out-of-fold table)."""
+    grid = np.asarray(PRODUCT_WEIGHT_GRID)
+    correct = {name: np.zeros(len(grid)) for name in SUBSET_NAMES}
+    total = 0
+    for fold in oof:
+        scaled = fold.model.scale_inputs(fold.probabilities)
         for subset, name in zip(SUBSETS, SUBSET_NAMES, strict=True):
-            x = stack_features(scaled, subset_mask(subset, len(y)))
-            forest, product = model.forest_probabilities(x), product_posterior(x)
+            x = stack_features(scaled, subset_mask(subset, len(fold.y)))
+            forest, product = fold.model.forest_probabilities(x), product_posterior(x)
             for i, w in enumerate(grid):
-                correct[name][i] += np.sum(blend(forest, product, w).argmax(axis=1) == y)
-        total += len(y)
-    oof = {name: c / total for name, c in correct.items()}
+                correct[name][i] += np.sum(blend(forest, product, w).argmax(axis=1) == fold.y)
+        total += len(fold.y)
+    accuracy = {name: c / total for name, c in correct.items()}
     # One modality: the forest's remapping of its vector or the vector itself, nothing in between.
     allowed = {
         name: (np.isin(grid, (0.0, 1.0)) if len(subset) == 1 else np.ones(len(grid), bool))
         for subset, name in zip(SUBSETS, SUBSET_NAMES, strict=True)
     }
     weights = {
-        name: one_standard_error_choice(grid[allowed[name]], acc[allowed[name]], total) for name, acc in oof.items()
+        name: one_standard_error_choice(grid[allowed[name]], acc[allowed[name]], total)
+        for name, acc in accuracy.items()
     }
-    table = {name: acc.round(6).tolist() for name, acc in oof.items()}
-    return weights, {"folds": n_folds, "n_triples": total, "grid": list(PRODUCT_WEIGHT_GRID), "oof_accuracy": table}
+    table = {name: acc.round(6).tolist() for name, acc in accuracy.items()}
+    return weights, {"folds": len(oof), "n_triples": total, "grid": list(PRODUCT_WEIGHT_GRID), "oof_accuracy": table}
 
 
 def one_standard_error_choice(grid: np.ndarray, accuracy: np.ndarray, n: int) -> float:
@@ -316,7 +325,7 @@ def fit_variants(
     blend_folds: int,
     version: str | None = None,
 ) -> tuple[dict[str, FusionModel], dict[str, dict[str, Any]]]:
-    """The raw and the temperature-scaled model, each with out-of-fold product-rule weights.
+    """The raw and the temperature-scaled model, each with out-of-fold product-rule weights and output calibration.
 
     Same seed for both variants (same triples, drop pattern and jitter), so they differ only by the
     scaling. One recipe per variant fits both its forest and, out of fold, its product-rule weights.
@@ -327,11 +336,12 @@ def fit_variants(
         recipe = functools.partial(
             fit_model, n_fit=n_fit, temperatures=temps, forest_params=forest_params, jitter_sigma=jitter_sigma
         )
-        variants[variant] = recipe(fit_parts, labels=labels, seed=seed, version=version)
-        weights, blend_tables[variant] = fit_product_weights(
-            fit_parts, recipe, labels=labels, seed=seed, folds=blend_folds
+        variants[variant] = model = recipe(fit_parts, labels=labels, seed=seed, version=version)
+        oof = out_of_fold(fit_parts, recipe, labels=labels, seed=seed, folds=blend_folds)
+        model.product_weights, blend_tables[variant] = fit_product_weights(oof)
+        model.output_temperatures, model.correlation, blend_tables[variant]["calibration"] = fit_output_calibration(
+            oof, model.product_weights, seed=seed
         )
-        variants[variant].product_weights = weights
     return variants, blend_tables
 
 
@@ -359,6 +369,7 @@ def evaluate(
     targets = {
         "all_three_beats_best_single_by_3_points": results[all_name]["fusion_minus_best_single"] >= 0.03,
         "every_subset_at_least_best_single": all(e["fusion_minus_best_single"] >= 0 for e in results.values()),
+        "every_subset_ece_at_most_0.05": all(e["fusion"]["ece"] <= 0.05 for e in results.values()),
         "fusion_beats_mean_and_product": {
             name: {
                 "mean": e["fusion"]["accuracy"] > e["mean"]["accuracy"],
@@ -436,6 +447,9 @@ def train_and_evaluate(
     test_probs = triple_probabilities(test_parts, test_index)
     other_key = "raw_variant" if use_temperature else "temperature_scaled_variant"
     results, full_report, targets = evaluate(model, other, test_probs, y_test, other_key=other_key)
+    # Fused confidence where modalities agree more than chance (correlated triples) and where they disagree.
+    stress = stress_test(model, test_parts, labels=labels, n=min(n_test, 3000), seed=seed + 400)
+    disagreement = disagreement_report(model, test_probs, y_test)
     metrics: dict[str, Any] = {
         "model": {"name": model.name, "version": model.version, "variant": chosen},
         "construction": {
@@ -454,7 +468,12 @@ def train_and_evaluate(
         "product_weights_out_of_fold": blend_tables[chosen],
         "selection_on_inner_fusion_train_split": selection,
         "temperatures_fitted_on_fusion_train": temperatures,
+        "output_temperatures": model.output_temperatures,
+        "correlation_guard": model.correlation,
+        "output_calibration_out_of_fold": blend_tables[chosen].pop("calibration"),
         "subsets": results,
+        "correlation_stress_test_fusion_test": stress,
+        "confidence_by_agreement_fusion_test": disagreement,
         "targets": targets,
         "all_three_report": full_report,
     }
@@ -496,6 +515,8 @@ def print_summary(metrics: dict[str, Any], *, seed: int) -> None:
     )
     print(f"\ntemperatures: {metrics['temperatures_fitted_on_fusion_train']}")
     print(f"product-rule weights (out-of-fold on fusion-train): {metrics['product_weights']}")
+    print(f"output temperatures: {metrics['output_temperatures']}, guard c = {metrics['correlation_guard']}")
+    print(f"confidence by agreement (all three): {json.dumps(metrics['confidence_by_agreement_fusion_test'])}")
     headline = {k: v for k, v in metrics["targets"].items() if isinstance(v, bool)}
     print(f"targets: {json.dumps(headline)}")
 
