@@ -5,6 +5,7 @@ sees the same 16 kHz mono segments at training and at inference time.
 """
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import soundfile as sf
 import soxr
 
 from services.speech.errors import (
+    BATCH_TOO_LONG_DETAIL,
     CORRUPT_DETAIL,
     EMPTY_DETAIL,
     SAMPLE_RATE_DETAIL,
@@ -29,6 +31,7 @@ from services.speech.errors import (
     UnsupportedAudio,
     UnsupportedLayout,
 )
+from shared.errors import ServiceError
 from shared.sniff import AUDIO, sniff
 
 FloatArray = npt.NDArray[np.float32]
@@ -43,6 +46,8 @@ MAX_SAMPLE_RATE = 384_000
 #: The decode budget (channels x frames) is the duration limit at this rate and channel count.
 BUDGET_RATE = 48_000
 BUDGET_CHANNELS = 2
+#: A batch may hold this many times the clip duration limit in total (its mono clips stay in memory together).
+BATCH_DURATION_FACTOR = 2.0
 #: Frames decoded per block: 8 channels x 65536 x 4 bytes = 2 MiB at most in flight.
 BLOCK_FRAMES = 65_536
 
@@ -145,6 +150,23 @@ def read_header(data: bytes) -> AudioHeader:
             return AudioHeader(fmt, int(handle.samplerate), int(handle.channels), int(handle.frames))
     except _DECODE_ERRORS as exc:
         raise _corrupt(fmt, exc) from exc
+
+
+def check_batch(clips: Sequence[bytes], *, max_duration_s: float, max_total_s: float | None = None) -> None:
+    """413 when a batch's clips together last longer than ``max_total_s`` (default: twice the clip
+    limit), judged from their headers before any is decoded. Clips whose header does not read are
+    left to :func:`decode` to report."""
+    limit = max_total_s if max_total_s is not None else BATCH_DURATION_FACTOR * max_duration_s
+    total = 0.0
+    for data in clips:
+        try:
+            header = read_header(data)
+        except ServiceError:
+            continue
+        if header.sample_rate > 0 and header.frames > 0:
+            total += header.frames / header.sample_rate
+    if total > limit:
+        raise AudioTooLong(BATCH_TOO_LONG_DETAIL.format(duration=total, limit=limit))
 
 
 def decode(data: bytes, *, sample_rate: int, max_duration_s: float) -> FloatArray:

@@ -49,3 +49,6 @@ class AudioTooBig(PayloadTooLarge):
     """Channels x frames from the header exceed the decode budget."""
 
     code = "audio_too_large"
+
+
+BATCH_TOO_LONG_DETAIL = "The batch's audio lasts {duration:.1f} s in total; the limit per request is {limit:.0f} s"

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from services.speech.audio import Segment, decode, segment
+from services.speech.audio import Segment, check_batch, decode, segment
 from services.speech.errors import SILENT_DETAIL, NoSpeech
 from services.speech.model import SpeechModel
 from shared.errors import ServiceError
@@ -61,6 +61,7 @@ def prepare_all(
     clips: list[bytes], *, model: SpeechModel, max_duration_s: float, names: list[str] | None = None
 ) -> list[tuple[float, list[Segment]]]:
     """:func:`prepare` for each upload; a bad one raises, named by index (and file name) when ``names``."""
+    check_batch(clips, max_duration_s=max_duration_s)  # total duration from the headers, before decoding
     prepared: list[tuple[float, list[Segment]]] = []
     for i, data in enumerate(clips):
         try:

@@ -19,7 +19,7 @@ from services.image.decoding import (
     plan_image,
 )
 from services.image.errors import DecoderBusy, ImageTooLarge
-from services.speech.audio import MAX_CHANNELS, check_header, decode, max_decoded_samples, read_header
+from services.speech.audio import MAX_CHANNELS, check_batch, check_header, decode, max_decoded_samples, read_header
 from services.speech.errors import AudioTooBig, AudioTooLong, UnsupportedLayout
 from tests.robustness.corpus import encode, good_images, pil_bytes, png_header, png_sixteen_bit, silent_ogg, tone
 
@@ -139,3 +139,12 @@ def test_blockwise_decode_equals_whole_decode() -> None:
     assert abs(got.shape[0] - expected.shape[0]) <= 1
     n = min(got.shape[0], expected.shape[0]) - 8
     assert np.abs(got[:n] - expected[:n]).max() < 1e-5
+
+
+def test_a_speech_batch_is_budgeted_on_its_total_duration() -> None:
+    long = silent_ogg(1, 16000, "VORBIS", 400.0)
+    check_batch([long], max_duration_s=600)
+    with pytest.raises(AudioTooLong, match="in total") as caught:
+        check_batch([long] * 4, max_duration_s=600)  # 1600 s > 2 x 600 s
+    assert caught.value.status_code == 413
+    check_batch([b"not audio", long], max_duration_s=600)  # unreadable items are left to decode()
