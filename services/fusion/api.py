@@ -41,8 +41,11 @@ FUSE_EXAMPLES: dict[str, Any] = {
     summary="Fuse per-modality probabilities into one prediction",
     description=(
         "Takes the seven-label probability vectors of any non-empty subset of speech, text and image "
-        "(each non-negative, summing to 1) and returns fused probabilities: the Random Forest's, blended "
-        "with the product of the given vectors by a weight fitted per modality subset."
+        "(each non-negative, summing to 1; the services already return calibrated probabilities) and returns "
+        "calibrated fused probabilities. One modality comes back exactly as given. Two or more: the Random "
+        "Forest's output blended with the product of the given vectors by a weight fitted per modality subset, "
+        "then a temperature per subset fitted out of fold, softened by the correlation guard (modalities of one "
+        "person are not independent evidence; see the model card)."
     ),
     response_model=FuseResponse,
     responses=error_responses(

@@ -14,9 +14,17 @@ VERSION = "0.1.0"
 
 
 def warm_up(model: fusion_model.FusionModel) -> None:
-    """One prediction, so the first request does not pay for lazy initialisation."""
+    """One prediction through the forest, so the first request does not pay for lazy initialisation."""
     uniform = [1.0 / len(LABELS)] * len(LABELS)
-    model.predict([{"text": uniform}])
+    model.predict([{"text": uniform, "image": uniform}])
+
+
+def load(settings: Settings) -> fusion_model.FusionModel:
+    """The artefact, with the correlation guard from the settings where one is set."""
+    model = fusion_model.load(settings.model_path)
+    if settings.correlation_guard is not None:
+        model.correlation = fusion_model.check_correlation(settings.correlation_guard)
+    return model
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Fuses speech, text and face emotion probabilities with a Random Forest.",
         version=VERSION,
         settings=settings,
-        load=lambda: fusion_model.load(settings.model_path),
+        load=lambda: load(settings),
         warmup=warm_up,
         routers=[router],
         tag_description="Late fusion of per-modality probabilities",

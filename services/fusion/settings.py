@@ -16,6 +16,16 @@ class Settings(BatchingSettings):
 
     model_dir: Path = Field(default=DEFAULT_MODEL_DIR, description="Folder holding the fusion forest artefact.")
     model_file: str = Field(default=MODEL_FILE, description="File name of the artefact inside model_dir.")
+    correlation_guard: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Overrides the model's correlation guard c (CORRELATION_GUARD): multimodal outputs are tempered by "
+            "1 + c * (k - 1) for k modalities. 0 trusts modalities as independent evidence, 1 treats them as one; "
+            "unset keeps the value fitted with the model (see the fusion model card)."
+        ),
+    )
 
     @property
     def model_path(self) -> Path:

@@ -139,3 +139,27 @@ async def test_openapi_documents_fuse(client: httpx.AsyncClient) -> None:
     assert {"422", "503"} <= set(operation["responses"])
     examples = operation["requestBody"]["content"]["application/json"]["examples"]
     assert {"all", "text_image", "speech"} <= set(examples)
+
+
+@pytest.mark.parametrize("modality", ["speech", "text", "image"])
+async def test_one_modality_comes_back_as_given(client: httpx.AsyncClient, modality: str) -> None:
+    response = await client.post("/fuse", json={modality: SAD})
+    assert response.status_code == 200, response.text
+    assert response.json()["probabilities"] == pytest.approx(SAD, abs=1e-6)
+
+
+async def test_correlation_guard_setting_softens_multimodal_output(model_dir: Path) -> None:
+    async def top(settings: Settings) -> float:
+        app = create_app(settings)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://fusion") as c:
+                body = (await c.post("/fuse", json={"speech": HAPPY, "text": HAPPY, "image": HAPPY})).json()
+        return float(max(body["probabilities"].values()))
+
+    base: dict = {"model_dir": model_dir, "log_json": False, "environment": "test"}
+    independent = await top(Settings(**base, correlation_guard=0.0))
+    redundant = await top(Settings(**base, correlation_guard=1.0))
+    assert redundant < independent
+    with pytest.raises(ValueError, match="less than or equal to 1"):
+        Settings(**base, correlation_guard=1.5)
