@@ -107,22 +107,31 @@ def fit_calibrator(
 ) -> tuple[Calibrator, dict[str, Any]]:
     """Temperature or vector scaling, whichever has the lower cross-validated NLL on this data.
 
-    Returns the winner refitted on all of it, and the out-of-fold NLL of each candidate.
+    Returns the winner refitted on all of it, and a table: each candidate's out-of-fold NLL, the
+    winner's out-of-fold metrics (the honest "after" figures) and the uncalibrated ones ("before").
     """
     y, p = _checked(y_true, probabilities)
     order = np.random.default_rng(seed).permutation(len(y))
     fold_of = np.empty(len(y), dtype=np.int64)
     fold_of[order] = np.arange(len(y)) % folds
-    scores: dict[str, float] = {}
+    out_of_fold: dict[str, np.ndarray] = {}
     for name, fit in (("temperature", fit_temperature), ("vector", fit_vector)):
-        out_of_fold = np.empty_like(p)
+        out_of_fold[name] = np.empty_like(p)
         for f in range(folds):
             held = fold_of == f
-            out_of_fold[held] = fit(y[~held], p[~held])(p[held])
-        scores[name] = calibration_metrics(y, out_of_fold)["nll"]
+            out_of_fold[name][held] = fit(y[~held], p[~held])(p[held])
+    scores = {name: calibration_metrics(y, oof)["nll"] for name, oof in out_of_fold.items()}
     best = min(scores, key=lambda name: scores[name])
     chosen = (fit_temperature if best == "temperature" else fit_vector)(y, p, fitted_on=fitted_on)
-    return chosen, {"cv_nll": scores, "chosen": best}
+    info = {
+        "cv_nll": scores,
+        "chosen": best,
+        "folds": folds,
+        "before": calibration_metrics(y, p),
+        "after_out_of_fold": calibration_metrics(y, out_of_fold[best]),
+        "after_out_of_fold_probabilities": out_of_fold[best],
+    }
+    return chosen, info
 
 
 def save_reliability_png(

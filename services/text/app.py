@@ -13,7 +13,8 @@ from shared.service import create_inference_app
 DESCRIPTION = (
     "Classifies text into seven emotions (angry, disgust, fear, happy, sad, surprise, neutral) with a "
     "fine-tuned MiniLM-L6 (default) or a Keras Bi-LSTM (`MODEL_KIND=bilstm`). Texts longer than the model "
-    "window are cut to their head and flagged `truncated`."
+    "window are cut to their head and flagged `truncated`. Probabilities are calibrated (vector or temperature "
+    "scaling fitted on the validation splits; see the model card)."
 )
 
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threads=settings.inference_threads,
             runtime=settings.inference_runtime,
             cache_dir=settings.onnx_cache_dir,
+            calibrated=settings.apply_calibration,
         )
 
     return create_inference_app(

@@ -23,6 +23,9 @@ class Settings(BatchingSettings):
         default="onnx", description="How MiniLM runs: onnxruntime fp32 (default), int8, or PyTorch (MODEL_CARD.md)."
     )
     onnx_cache_dir: Path | None = Field(default=None, description="Where the ONNX export is cached (default: temp).")
+    apply_calibration: bool = Field(
+        default=True, description="Return calibrated probabilities (the model folder's calibration.json)."
+    )
 
     @property
     def model_path(self) -> Path:

@@ -22,9 +22,11 @@ from training.manifest import Manifest, ManifestError
 
 
 @lru_cache(maxsize=4)
-def _load(path: Path, threads: int, runtime: str = "torch", cache_dir: Path | None = None) -> TextModel:
+def _load(
+    path: Path, threads: int, runtime: str = "torch", cache_dir: Path | None = None, calibrated: bool = True
+) -> TextModel:
     try:
-        return load(path, threads=threads, runtime=runtime, cache_dir=cache_dir)
+        return load(path, threads=threads, runtime=runtime, cache_dir=cache_dir, calibrated=calibrated)
     except ArtifactError as exc:
         raise ModelNotReady(MODEL_NOT_LOADED.format(reason=exc)) from exc
 
@@ -32,7 +34,13 @@ def _load(path: Path, threads: int, runtime: str = "torch", cache_dir: Path | No
 def model_for(settings: Settings | None = None) -> tuple[TextModel, Settings]:
     """The model the service would serve with these settings (cached per folder)."""
     settings = settings or Settings()
-    model = _load(settings.model_path, settings.inference_threads, settings.inference_runtime, settings.onnx_cache_dir)
+    model = _load(
+        settings.model_path,
+        settings.inference_threads,
+        settings.inference_runtime,
+        settings.onnx_cache_dir,
+        settings.apply_calibration,
+    )
     return model, settings
 
 
