@@ -145,7 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        engine = create_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         config = alembic_config(settings.alembic_config, settings.database_url)
         try:
             await wait_for_database(engine, timeout_s=settings.db_connect_timeout_s)
@@ -161,6 +166,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout=max(settings.service_timeout(s) for s in ("speech", "text", "image", "fusion")),
             connect_timeout=settings.connect_timeout_s,
             internal_token=settings.internal_token,
+            max_connections=settings.upstream_max_connections,
+            max_connection_age_s=settings.upstream_connection_max_age_s,
         )
         app.state.http_client = client
         app.state.fanout = Fanout(client, settings)

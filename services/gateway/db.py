@@ -33,13 +33,20 @@ def _enable_sqlite_foreign_keys(dbapi_connection: Any, _: Any) -> None:
     cursor.close()
 
 
-def create_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine for SQLite (aiosqlite) or MySQL/MariaDB (asyncmy)."""
+def create_engine(
+    database_url: str, *, pool_size: int = 10, max_overflow: int | None = None, pool_timeout_s: float = 10.0
+) -> AsyncEngine:
+    """An async engine for SQLite (aiosqlite) or MySQL/MariaDB (asyncmy), pooled as configured."""
     ensure_sqlite_folder(database_url)
     backend = make_url(database_url).get_backend_name()
     options: dict[str, Any] = {"pool_pre_ping": True}
     if backend != "sqlite":
-        options |= {"pool_size": pool_size, "max_overflow": pool_size, "pool_recycle": 1800}
+        options |= {
+            "pool_size": pool_size,
+            "max_overflow": pool_size if max_overflow is None else max_overflow,
+            "pool_timeout": pool_timeout_s,
+            "pool_recycle": 1800,
+        }
     engine = create_async_engine(database_url, **options)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _enable_sqlite_foreign_keys)

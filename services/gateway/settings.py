@@ -30,7 +30,11 @@ class Settings(BaseServiceSettings):
     db_connect_timeout_s: float = Field(default=30.0, ge=0)
     #: How often the readiness watcher re-checks the database.
     db_check_interval_s: float = Field(default=10.0, gt=0)
+    #: Connections kept open per process, and how many more a burst may open (MySQL/MariaDB only).
     db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    #: How long a request waits for a free connection before failing.
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
 
     secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
     access_token_expire_minutes: int = Field(default=60, ge=1)
@@ -46,6 +50,10 @@ class Settings(BaseServiceSettings):
     image_timeout_s: float = Field(default=15.0, gt=0)
     fusion_timeout_s: float = Field(default=5.0, gt=0)
     connect_timeout_s: float = Field(default=2.0, gt=0)
+    #: Pooled connections to the services: at most this many, each replaced after this age, so
+    #: replicas added behind a Service (or `docker compose --scale`) receive work too.
+    upstream_max_connections: int = Field(default=100, ge=1)
+    upstream_connection_max_age_s: float = Field(default=10.0, gt=0)
     health_timeout_s: float = Field(default=2.0, gt=0)
 
     #: slowapi/limits rate strings ("60/minute", "5/second;100/hour").
