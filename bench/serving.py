@@ -118,6 +118,11 @@ class Service:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) the process has used so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_mb(self) -> float:
         """Resident memory of the process (uvicorn runs the app in this very process)."""
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -262,6 +267,14 @@ async def load(
     return LoadResult(sent, len(latencies) * items_per_request, errors, seconds, latencies)
 
 
+async def measured(service: Service, run: Awaitable[LoadResult]) -> dict[str, float]:
+    """A load run's summary plus the service's CPU milliseconds per item (robust to a busy machine)."""
+    before = service.cpu_s()
+    result = await run
+    spent = service.cpu_s() - before
+    return result.summary() | {"cpu_ms_per_item": round(1000 * spent / max(1, result.items), 2)}
+
+
 def text_request(path: str = "/predict") -> Request:
     return lambda client, i: client.post(path, json={"text": TEXTS[i % len(TEXTS)]})
 
@@ -309,17 +322,18 @@ async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, 
     for name, (single, batch, size) in plans.items():
         if name not in fleet.services:
             continue
-        url = fleet.services[name].url
+        service = fleet.services[name]
+        url = service.url
         speech_scale = 0.5 if name == "speech" else 1.0  # speech calls are slow: fewer of them
         await load(url, single, concurrency=4, total=8)  # warm-up
         result: dict[str, Any] = {
-            "c1": (await load(url, single, concurrency=1, duration_s=d * speech_scale)).summary(),
-            "c32": (await load(url, single, concurrency=32, duration_s=d)).summary(),
+            "c1": await measured(service, load(url, single, concurrency=1, duration_s=d * speech_scale)),
+            "c32": await measured(service, load(url, single, concurrency=32, duration_s=d)),
         }
         if batch is not None:
-            result["batch"] = (
-                await load(url, batch, concurrency=1, duration_s=d, items_per_request=size)
-            ).summary() | {"batch_size": size}
+            result["batch"] = await measured(
+                service, load(url, batch, concurrency=1, duration_s=d, items_per_request=size)
+            ) | {"batch_size": size}
         result["c32_over_c1"] = round(result["c32"]["items_per_s"] / result["c1"]["items_per_s"], 2)
         out["services"][name] = result
         print(f"  {name}: {json.dumps(result)}", flush=True)
@@ -327,17 +341,21 @@ async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, 
         old = f"{name}_old"
         if old not in fleet.services:
             continue
-        url = fleet.services[old].url
+        service = fleet.services[old]
+        url = service.url
         single = plans[name][0]
         await load(url, single, concurrency=4, total=8)
         result = {
-            "c1": (await load(url, single, concurrency=1, duration_s=d)).summary(),
-            "c32": (await load(url, single, concurrency=32, duration_s=d)).summary(),
+            "c1": await measured(service, load(url, single, concurrency=1, duration_s=d)),
+            "c32": await measured(service, load(url, single, concurrency=32, duration_s=d)),
         }
         new = out["services"][name]
         result["new_over_old_c1_items_per_s"] = round(new["c1"]["items_per_s"] / result["c1"]["items_per_s"], 2)
         result["new_over_old_c32_items_per_s"] = round(new["c32"]["items_per_s"] / result["c32"]["items_per_s"], 2)
         result["old_over_new_c1_p50"] = round(result["c1"]["p50_ms"] / new["c1"]["p50_ms"], 2)
+        result["old_over_new_c32_cpu_per_item"] = round(
+            result["c32"]["cpu_ms_per_item"] / new["c32"]["cpu_ms_per_item"], 2
+        )
         out["old_path"][name] = result
         print(f"  {old}: {json.dumps(result)}", flush=True)
 
@@ -363,12 +381,13 @@ def gateway_env(workdir: Path, urls: dict[str, str]) -> dict[str, str]:
 
 async def bench_gateway(fleet: Fleet, args: argparse.Namespace, out: dict[str, Any]) -> None:
     d = args.duration
-    url = fleet.services["gateway"].url
+    gateway = fleet.services["gateway"]
+    url = gateway.url
     headers = {"Authorization": f"Bearer {gateway_token(url)}"}
     text = text_request("/api/predict/text")
     await load(url, text, concurrency=4, total=8, headers=headers)
-    c1 = (await load(url, text, concurrency=1, duration_s=d, headers=headers)).summary()
-    c32 = (await load(url, text, concurrency=32, duration_s=d, headers=headers)).summary()
+    c1 = await measured(gateway, load(url, text, concurrency=1, duration_s=d, headers=headers))
+    c32 = await measured(gateway, load(url, text, concurrency=32, duration_s=d, headers=headers))
     face, clip = face_jpeg(0), voice_wav(3.0)
 
     def multimodal(client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
@@ -529,13 +548,15 @@ def print_table(out: dict[str, Any]) -> None:
         print(
             f"{name:<12}{r['c1']['items_per_s']:>9.1f}{r['c1']['p50_ms']:>8.1f}{r['c1']['p95_ms']:>8.1f}"
             f"{r['c32']['items_per_s']:>10.1f}{r['c32']['p50_ms']:>9.1f}{r['c32']['p95_ms']:>9.1f}"
-            f"{batch:>11.1f}{r['c32_over_c1']:>7.2f}x"
+            f"{batch:>11.1f}{r['c32_over_c1']:>7.2f}x   CPU ms/item c1 {r['c1']['cpu_ms_per_item']:.1f}"
+            f" c32 {r['c32']['cpu_ms_per_item']:.1f}"
         )
     for name, r in out["old_path"].items():
         print(
             f"{name + ' old':<12}{r['c1']['items_per_s']:>9.1f}{r['c1']['p50_ms']:>8.1f}{r['c1']['p95_ms']:>8.1f}"
             f"{r['c32']['items_per_s']:>10.1f}{r['c32']['p50_ms']:>9.1f}{r['c32']['p95_ms']:>9.1f}"
-            f"   new/old c1 {r['new_over_old_c1_items_per_s']:.2f}x, c32 {r['new_over_old_c32_items_per_s']:.2f}x"
+            f"   new/old c1 {r['new_over_old_c1_items_per_s']:.2f}x, c32 {r['new_over_old_c32_items_per_s']:.2f}x,"
+            f" old/new CPU per item at c32 {r['old_over_new_c32_cpu_per_item']:.2f}x"
         )
     if "gateway" in out:
         g = out["gateway"]
