@@ -95,7 +95,7 @@ class Stack:
         return username, token["access_token"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Stub services and a migrated gateway, each a real uvicorn process."""
     tmp = tmp_path_factory.mktemp("browser-stack")
@@ -140,9 +140,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _stop(stubs)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
-    """Debian's Chromium, headless; Playwright never downloads a browser of its own."""
+    """Debian's Chromium, headless; Playwright never downloads a browser of its own.
+
+    Package scope, not session: Playwright's sync API holds an event loop on this thread while it
+    runs, which pytest-asyncio's async tests elsewhere in the suite could not start under.
+    """
     with playwright_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium

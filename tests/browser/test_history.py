@@ -107,7 +107,9 @@ def test_statistics_history_paging_filters_show_delete_and_csv(page, stack, shot
     expect(page.locator("#confirm")).to_be_visible()
     expect(page.locator("#confirm-text")).to_contain_text("Delete the text prediction")
     shot(page, "13-delete-confirmation")
-    page.get_by_role("button", name="Cancel").click()
+    expect(page.get_by_role("button", name="Cancel")).to_be_focused()  # the safe choice first
+    page.keyboard.press("Escape")
+    expect(page.locator("#confirm")).to_be_hidden()
     expect(page.locator("#history-rows tr")).to_have_count(2)
     oldest.get_by_role("button", name="Delete").click()
     page.locator("#confirm-ok").click()
