@@ -483,3 +483,23 @@ async def test_a_configured_proxy_is_believed_and_others_are_not(app_client):
         assert await _login_codes(served, "10.1.2.3", 5) == [401] * 5
         # ... while a direct client's forged header is ignored (one budget for its real address).
         assert await _login_codes(served, "192.0.2.7", 5) == [401, 401, 401, 429, 429]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from=0001-01-01T00:00:00%2B05:00",
+        "to=9999-12-31T23:59:59-05:00",
+        "from=0001-01-01&to=9999-12-31",
+        "to=9999-12-31T23:59:59.999999%2B00:00",
+    ],
+)
+async def test_extreme_dates_are_clamped_not_500(client, query):
+    headers = await auth_headers(client)
+    owner = await user_id(client, headers)
+    await add_prediction(client, owner, kind="text", label="happy", created_at=NOW)
+    for path in ("/api/predictions", "/api/statistics", "/api/predictions/export.csv"):
+        response = await client.get(f"{path}?{query}", headers=headers)
+        assert response.status_code == 200, (path, query, response.text)
+    page = (await client.get(f"/api/predictions?{query}", headers=headers)).json()
+    assert page["total"] == 1  # every bound here includes the stored prediction

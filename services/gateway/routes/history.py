@@ -2,7 +2,7 @@
 
 import re
 from collections.abc import AsyncIterator
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
@@ -31,6 +31,9 @@ CSV_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 HistoryModality = Literal["speech", "text", "image", "multimodal"]
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: Filters outside this range are clamped to it: nothing is stored before or after it.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 _ISO_START = re.compile(r"\d{4}-\d{2}-\d{2}(?:$|[T ])")
 
 
@@ -90,6 +93,19 @@ def _date_only_means_end_of_day(value: Any) -> Any:
     return value
 
 
+def _in_stored_range(value: datetime | None) -> datetime | None:
+    """UTC, clamped to what every backend stores (year 1 with an offset would overflow, MySQL stops at 9999)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00 or 9999-12-31T23:59-05:00
+        return EARLIEST if value.year < EARLIEST.year else LATEST
+    return min(max(value, EARLIEST), LATEST)
+
+
 def history_filter(
     modality: Annotated[
         HistoryModality | None, Query(description="Input included this modality (or 'multimodal' requests).")
@@ -107,10 +123,7 @@ def history_filter(
     ] = None,
 ) -> HistoryFilter:
     """Query parameters shared by the history, statistics and export."""
-    if date_from is not None and date_from.tzinfo is None:
-        date_from = date_from.replace(tzinfo=utcnow().tzinfo)
-    if date_to is not None and date_to.tzinfo is None:
-        date_to = date_to.replace(tzinfo=utcnow().tzinfo)
+    date_from, date_to = _in_stored_range(date_from), _in_stored_range(date_to)
     if date_from and date_to and date_from > date_to:
         raise InvalidInput("'from' must not be after 'to'")
     return HistoryFilter(
