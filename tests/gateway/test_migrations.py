@@ -8,7 +8,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from asgi_lifespan import LifespanManager
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
@@ -121,5 +121,71 @@ async def test_readyz_follows_the_database(tmp_path):
             await upgrade(engine, config)
             await asyncio.sleep(0.3)
             assert (await client.get("/readyz")).status_code == 200
+    finally:
+        await engine.dispose()
+
+
+async def test_id_and_token_migration_keeps_every_row(empty_db):
+    """8b4e6d0f2a13 -> c5d2e8a41f70 rebuilds users/api_keys/predictions on SQLite: nothing is lost."""
+    config = alembic_config(ALEMBIC_INI, empty_db)
+    engine = create_engine(empty_db)  # the app's engine: SQLite foreign keys ON (cascades armed)
+    try:
+        await upgrade(engine, config, "8b4e6d0f2a13")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO users (id, username, email, password_hash, is_active, created_at) "
+                    "VALUES (1, 'a', 'a@example.com', 'h', 1, '2026-11-25 12:00:00'), "
+                    "(2, 'b', 'b@example.com', 'h', 1, '2026-11-25 12:00:00')"
+                )
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO predictions (user_id, kind, has_speech, has_text, has_image, modality_results, "
+                    "model_versions, latencies_ms, created_at) VALUES "
+                    "(1, 'text', 0, 1, 0, '{}', '{}', '{}', '2026-11-25 12:00:00'), "
+                    "(2, 'text', 0, 1, 0, '{}', '{}', '{}', '2026-11-25 12:00:00')"
+                )
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO api_keys (user_id, name, prefix, key_hash, created_at) "
+                    "VALUES (1, 'k', 'emo_abcdefgh', 'hash', '2026-11-25 12:00:00')"
+                )
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO revoked_tokens (jti, user_id, expires_at, revoked_at) "
+                    "VALUES ('j', 1, '2030-01-01', '2026-11-25')"
+                )
+            )
+        await upgrade(engine, config, "c5d2e8a41f70")
+        async with engine.begin() as connection:
+            counts = [
+                (await connection.execute(text(f"SELECT COUNT(*) FROM {table}"))).scalar_one()
+                for table in ("users", "predictions", "api_keys", "revoked_tokens")
+            ]
+            assert counts == [2, 2, 1, 1]
+            assert (await connection.execute(text("SELECT scopes FROM api_keys"))).scalar_one() == (
+                "predict history:read history:write"
+            ), "keys made before scopes keep what they could do"
+            assert {v for (v,) in await connection.execute(text("SELECT token_version FROM users"))} == {0}
+            # Ids are never handed out twice, on either backend.
+            top = (await connection.execute(text("SELECT MAX(id) FROM predictions"))).scalar_one()
+            await connection.execute(text("DELETE FROM predictions WHERE id = :id"), {"id": top})
+            await connection.execute(
+                text(
+                    "INSERT INTO predictions (user_id, kind, has_speech, has_text, has_image, modality_results, "
+                    "model_versions, latencies_ms, created_at) VALUES (1, 'text', 0, 1, 0, '{}', '{}', '{}', "
+                    "'2026-11-25 12:00:00')"
+                )
+            )
+            assert (await connection.execute(text("SELECT MAX(id) FROM predictions"))).scalar_one() > top
+        if empty_db.startswith("sqlite"):
+            async with engine.connect() as connection:
+                assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1, "restored after"
+        await downgrade(engine, config, "8b4e6d0f2a13")
+        async with engine.begin() as connection:
+            assert (await connection.execute(text("SELECT COUNT(*) FROM api_keys"))).scalar_one() == 1
     finally:
         await engine.dispose()
