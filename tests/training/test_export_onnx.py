@@ -1,0 +1,23 @@
+"""``python -m training.export_onnx`` fills the cache the services read at start."""
+
+from pathlib import Path
+
+import pytest
+
+from services.image import model as face_model
+from services.image.settings import ARTIFACT_DIR
+from training import export_onnx
+
+
+def test_export_fills_the_cache_the_service_then_reuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert export_onnx.main(["--out", str(tmp_path), "--only", "image"]) == 0
+    (written,) = tmp_path.glob("image-onnx-*.onnx")
+    assert str(written) in capsys.readouterr().out
+    stamp = written.stat().st_mtime_ns
+    model = face_model.load(ARTIFACT_DIR, runtime="onnx", cache_dir=tmp_path)
+    assert model.session is not None and written.stat().st_mtime_ns == stamp  # reused, not re-exported
+
+
+def test_an_unknown_modality_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="text or image"):
+        export_onnx.export("speech", tmp_path, "onnx")
