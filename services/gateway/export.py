@@ -26,6 +26,10 @@ HEADER: Final = (
     "image_height",
     "total_latency_ms",
     "models",
+    "video_duration_s",
+    "video_frame_count",
+    "timeline_labels",
+    "transcript",
 )
 
 
@@ -57,6 +61,10 @@ def row_values(row: Prediction) -> list[Any]:
         row.image_height if row.image_height is not None else "",
         (row.latencies_ms or {}).get("total", ""),
         ";".join(f"{k}={v}" for k, v in sorted((row.model_versions or {}).items())),
+        row.video_duration_s if row.video_duration_s is not None else "",
+        row.video_frame_count if row.video_frame_count is not None else "",
+        ";".join(w.get("label") or "-" for w in (row.timeline or {}).get("windows", [])),
+        row.transcript or "",
     ]
     return [neutralise(v) for v in values]
 

@@ -126,6 +126,10 @@ class Fanout:
         async with asyncio.timeout(timeout_s):
             return await self.client.post(self.settings.service_url(service) + path, timeout=timeout, **kwargs)
 
+    async def post(self, service: str, path: str, **kwargs: Any) -> httpx.Response:
+        """POST to any downstream service (e.g. asr /transcribe) with its URL and timeouts; raises on errors."""
+        return await self._post(service, path, **kwargs)
+
     async def predict_one(self, modality: Modality, spec: RequestSpec) -> Outcome:
         """POST /predict on one inference service; never raises for upstream failures."""
         start = time.perf_counter()

@@ -7,7 +7,19 @@ Types are chosen to work on both SQLite and MySQL/MariaDB: bounded ``String`` le
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Dialect, Float, ForeignKey, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
@@ -140,4 +152,12 @@ class Prediction(Base):
     image_width: Mapped[int | None] = mapped_column(Integer, default=None)
     image_height: Mapped[int | None] = mapped_column(Integer, default=None)
     image_bytes: Mapped[int | None] = mapped_column(Integer, default=None)
+    video_duration_s: Mapped[float | None] = mapped_column(Float, default=None)
+    video_frame_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    video_bytes: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: The transcript that became the text modality (video, or audio with ``transcribe=true``).
+    transcript: Mapped[str | None] = mapped_column(Text, default=None)
+    transcript_length: Mapped[int | None] = mapped_column(Integer, default=None)
+    #: Video: window length, frame rate, what was missing and per-window labels (no probabilities).
+    timeline: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,5 +1,6 @@
 """Run a prediction request (fan-out, fusion), store it, and render stored rows."""
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.gateway import repository
 from services.gateway.fanout import Fanout, Outcome, RequestSpec, all_failed
 from services.gateway.models import Prediction
+from services.gateway.recording import VideoAnalysis, transcribe_and_read
 from services.gateway.schemas import (
     FusedResult,
     InputMetadata,
@@ -16,7 +18,10 @@ from services.gateway.schemas import (
     ModalityResult,
     PredictionKind,
     PredictionOut,
+    Timeline,
+    TranscriptOut,
 )
+from services.gateway.video import DecodedVideo
 from shared.labels import Emotion, Modality
 
 
@@ -29,6 +34,8 @@ class PredictionInput:
     text_length: int | None = None
     audio_bytes: int | None = None
     image_bytes: int | None = None
+    #: ``?transcribe=true``: the speech upload is also transcribed and its transcript is the text modality.
+    transcribe: bool = False
 
 
 def _result(outcome: Outcome) -> ModalityResult:
@@ -56,7 +63,12 @@ async def run_prediction(
     Raises UpstreamFailure (4xx passed through, 502, 503) only when no modality succeeded.
     """
     start = time.perf_counter()
-    outcomes = await fanout.predict(request.specs)
+    transcript: TranscriptOut | None = None
+    if request.transcribe and Modality.SPEECH in request.specs:
+        outcomes, transcript = await _predict_transcribed(fanout, request.specs)
+    else:
+        outcomes = await fanout.predict(request.specs)
+    fuses = request.kind == "multimodal" or transcript is not None
     if not any(outcome.ok for outcome in outcomes.values()):
         raise all_failed(outcomes)
 
@@ -64,7 +76,7 @@ async def run_prediction(
     fused: FusedResult | None = None
     fusion_error: ModalityError | None = None
     usable = {m: o.probabilities for m, o in outcomes.items() if o.ok and o.probabilities is not None}
-    if request.kind == "multimodal" and usable:
+    if fuses and usable:
         fusion = await fanout.fuse(usable)
         latencies["fusion"] = fusion.latency_ms
         fusion_error = fusion.error
@@ -74,7 +86,7 @@ async def run_prediction(
 
     label: Emotion | None
     probabilities: dict[Emotion, float] | None
-    if request.kind == "multimodal":
+    if fuses:
         label, probabilities = (fused.label, fused.probabilities) if fused else (None, None)
     else:
         only = next(iter(outcomes.values()))
@@ -93,7 +105,7 @@ async def run_prediction(
         user_id=user_id,
         kind=request.kind,
         has_speech=Modality.SPEECH in request.specs,
-        has_text=Modality.TEXT in request.specs,
+        has_text=Modality.TEXT in outcomes,
         has_image=Modality.IMAGE in request.specs,
         label=str(label) if label else None,
         probabilities=_json_probabilities(probabilities),
@@ -108,18 +120,87 @@ async def run_prediction(
         image_width=int(width) if width is not None else None,
         image_height=int(height) if height is not None else None,
         image_bytes=request.image_bytes,
+        transcript=transcript.text if transcript is not None else None,
+        transcript_length=len(transcript.text) if transcript is not None else None,
     )
     await repository.save_prediction(session=session, prediction=row)
     details = {m: o.extras for m, o in outcomes.items() if o.ok and o.extras}
-    return to_out(row, details=details)
+    return to_out(row, details=details, transcript=transcript)
+
+
+async def _predict_transcribed(
+    fanout: Fanout, specs: dict[Modality, RequestSpec]
+) -> tuple[dict[Modality, Outcome], TranscriptOut | None]:
+    """The requested services, and concurrently the speech upload's transcript read by the text service."""
+    files = specs[Modality.SPEECH].files or {}
+    async with asyncio.TaskGroup() as group:
+        plain = group.create_task(fanout.predict(specs))
+        text = group.create_task(transcribe_and_read(fanout, audio=files["audio"]))
+    outcomes = {**plain.result(), Modality.TEXT: text.result().outcome}
+    return outcomes, text.result().transcript
+
+
+def _timeline_summary(timeline: Timeline) -> dict[str, Any]:
+    """What history keeps of a timeline: per-window labels, no probabilities."""
+    return timeline.model_dump(
+        mode="json",
+        exclude={"windows": {"__all__": {"probabilities": True, "modalities": {"__all__": {"probabilities"}}}}},
+    )
+
+
+async def save_video(
+    *, session: AsyncSession, user_id: int, video: DecodedVideo, analysis: VideoAnalysis, video_bytes: int
+) -> PredictionOut:
+    """Store a video prediction (timeline summary and metadata, never the media) and render it."""
+    outcomes = analysis.outcomes
+    results = {m: _result(o) for m, o in outcomes.items()}
+    versions = {str(m): f"{o.model.name}@{o.model.version}" for m, o in outcomes.items() if o.model is not None}
+    if analysis.transcript is not None and analysis.transcript.model is not None:
+        versions["asr"] = f"{analysis.transcript.model.name}@{analysis.transcript.model.version}"
+    fused = analysis.fused
+    if fused is not None:
+        versions["fusion"] = f"{fused.model.name}@{fused.model.version}"
+    transcript = analysis.transcript
+    row = Prediction(
+        user_id=user_id,
+        kind="video",
+        has_speech=Modality.SPEECH in outcomes,
+        has_text=Modality.TEXT in outcomes,
+        has_image=Modality.IMAGE in outcomes,
+        label=str(fused.label) if fused else None,
+        probabilities=_json_probabilities(fused.probabilities if fused else None),
+        modality_results={str(m): r.model_dump(mode="json", exclude_none=True) for m, r in results.items()},
+        fused=fused.model_dump(mode="json") if fused else None,
+        fusion_error=analysis.fusion_error.model_dump() if analysis.fusion_error else None,
+        model_versions=versions,
+        latencies_ms=analysis.latencies_ms,
+        audio_duration_s=video.audio_duration_s,
+        image_width=video.width,
+        image_height=video.height,
+        video_duration_s=round(video.duration_s, 3),
+        video_frame_count=video.frame_count,
+        video_bytes=video_bytes,
+        transcript=transcript.text if transcript is not None else None,
+        transcript_length=len(transcript.text) if transcript is not None else None,
+        timeline=_timeline_summary(analysis.timeline),
+    )
+    await repository.save_prediction(session=session, prediction=row)
+    details = {m: o.extras for m, o in outcomes.items() if o.ok and o.extras}
+    return to_out(row, details=details, transcript=transcript, timeline=analysis.timeline)
 
 
 def _json_probabilities(probabilities: dict[Emotion, float] | None) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in probabilities.items()} if probabilities else None
 
 
-def to_out(row: Prediction, *, details: dict[Modality, dict[str, Any]] | None = None) -> PredictionOut:
-    """Render a stored prediction (plus, right after the request, the services' extras)."""
+def to_out(
+    row: Prediction,
+    *,
+    details: dict[Modality, dict[str, Any]] | None = None,
+    transcript: TranscriptOut | None = None,
+    timeline: Timeline | None = None,
+) -> PredictionOut:
+    """Render a stored prediction (plus, right after the request, the services' extras and full timeline)."""
     modalities: dict[Modality, ModalityResult] = {}
     for name, stored in (row.modality_results or {}).items():
         modality = Modality(name)
@@ -143,6 +224,12 @@ def to_out(row: Prediction, *, details: dict[Modality, dict[str, Any]] | None = 
             image_width=row.image_width,
             image_height=row.image_height,
             image_bytes=row.image_bytes,
+            video_duration_s=row.video_duration_s,
+            video_frame_count=row.video_frame_count,
+            video_bytes=row.video_bytes,
+            transcript_length=row.transcript_length,
         ),
         latencies_ms=row.latencies_ms or {},
+        transcript=transcript or (TranscriptOut(text=row.transcript) if row.transcript is not None else None),
+        timeline=timeline or (Timeline.model_validate(row.timeline) if row.timeline else None),
     )

@@ -9,7 +9,7 @@ from shared.labels import Emotion, Modality
 from shared.schemas import EXAMPLE_PROBABILITIES, ModelInfo
 
 #: Which endpoint produced a prediction.
-PredictionKind = Literal["speech", "text", "image", "multimodal"]
+PredictionKind = Literal["speech", "text", "image", "multimodal", "video"]
 
 
 class ModalityError(BaseModel):
@@ -54,6 +54,60 @@ class InputMetadata(BaseModel):
     image_width: int | None = None
     image_height: int | None = None
     image_bytes: int | None = None
+    video_duration_s: float | None = None
+    video_frame_count: int | None = Field(
+        default=None, description="Pictures decoded from the video (all, not only the sampled ones)."
+    )
+    video_bytes: int | None = None
+    transcript_length: int | None = Field(default=None, description="Characters of the transcript.")
+
+
+class TranscriptSegmentOut(BaseModel):
+    """One timed transcript segment and, when the text service read it, its emotion."""
+
+    start: float
+    end: float
+    text: str
+    label: Emotion | None = None
+    probabilities: dict[Emotion, float] | None = None
+
+
+class TranscriptOut(BaseModel):
+    """The transcript of the audio, which became the text modality."""
+
+    language: str | None = None
+    text: str
+    segments: list[TranscriptSegmentOut] = Field(default_factory=list, description="Empty in stored history.")
+    model: ModelInfo | None = None
+
+
+class WindowModality(BaseModel):
+    """One modality's reading of one window (probabilities only in the live response)."""
+
+    label: Emotion
+    probabilities: dict[Emotion, float] | None = None
+
+
+class TimelineWindow(BaseModel):
+    """One window of the recording, each present modality and the fused result over them."""
+
+    start: float
+    end: float
+    label: Emotion | None = Field(
+        default=None, description="Fused label; null when nothing was present or fusion failed."
+    )
+    probabilities: dict[Emotion, float] | None = None
+    modalities: dict[Modality, WindowModality] = Field(default_factory=dict)
+    error: str | None = Field(default=None, description="The fusion error code when this window could not be fused.")
+
+
+class Timeline(BaseModel):
+    """The recording on fixed windows; the overall result is the fused windows weighted by duration."""
+
+    window_s: float = Field(description="Window length used (widened when the recording needs more than the cap).")
+    frame_rate: float = Field(description="Frames sampled per second (lowered when the video needs more than the cap).")
+    windows: list[TimelineWindow]
+    missing: list[str] = Field(default_factory=list, description="What the recording lacked, e.g. 'audio track'.")
 
 
 _EXAMPLE_RESULT: dict[str, Any] = {
@@ -108,3 +162,5 @@ class PredictionOut(BaseModel):
     fusion_error: ModalityError | None = None
     input: InputMetadata
     latencies_ms: dict[str, float]
+    transcript: TranscriptOut | None = Field(default=None, description="Video, or audio with transcribe=true.")
+    timeline: Timeline | None = Field(default=None, description="Video only: per-window results.")

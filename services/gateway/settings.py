@@ -45,10 +45,12 @@ class Settings(BaseServiceSettings):
     text_url: str = "http://127.0.0.1:8002"
     image_url: str = "http://127.0.0.1:8003"
     fusion_url: str = "http://127.0.0.1:8004"
+    asr_url: str = "http://127.0.0.1:8005"
     speech_timeout_s: float = Field(default=30.0, gt=0)
     text_timeout_s: float = Field(default=10.0, gt=0)
     image_timeout_s: float = Field(default=15.0, gt=0)
     fusion_timeout_s: float = Field(default=5.0, gt=0)
+    asr_timeout_s: float = Field(default=120.0, gt=0)
     connect_timeout_s: float = Field(default=2.0, gt=0)
     #: Pooled connections to the services: at most this many, each replaced after this age, so
     #: replicas added behind a Service (or `docker compose --scale`) receive work too.
@@ -75,6 +77,18 @@ class Settings(BaseServiceSettings):
     max_json_depth: int = Field(default=32, ge=2, description="Deepest nesting of arrays/objects in a JSON body.")
     max_json_items: int = Field(default=256, ge=8, description="Most values (members + elements) in a JSON body.")
 
+    #: Video input (POST /predict/video). The body limit (MAX_UPLOAD_BYTES) still applies first.
+    max_video_bytes: int | None = Field(default=None, gt=0, description="Largest video file; default MAX_UPLOAD_BYTES.")
+    max_video_duration_s: float = Field(default=600.0, gt=0, description="Longest video, from its header (else 413).")
+    video_frame_rate: float = Field(
+        default=2.0, gt=0, le=30, description="Frames per second sent to the image service."
+    )
+    video_max_frames: int = Field(default=1200, ge=1, description="Most frames sampled from one video (rate lowered).")
+    video_window_s: float = Field(default=2.0, gt=0, description="Timeline window length, in seconds.")
+    video_max_windows: int = Field(default=300, ge=1, description="Most timeline windows (windows widened).")
+    video_image_batch: int = Field(default=16, ge=1, le=32, description="Frames per image-service batch call.")
+    video_concurrency: int = Field(default=4, ge=1, description="Calls in flight per service for one video.")
+
     @model_validator(mode="after")
     def _refuse_dev_secret_in_production(self) -> "Settings":
         if self.environment == "production":
@@ -98,6 +112,11 @@ class Settings(BaseServiceSettings):
     def audio_limit(self) -> int:
         """Largest audio file accepted."""
         return self.max_audio_bytes or self.max_upload_bytes
+
+    @property
+    def video_limit(self) -> int:
+        """Largest video file accepted."""
+        return self.max_video_bytes or self.max_upload_bytes
 
     @property
     def image_limit(self) -> int:

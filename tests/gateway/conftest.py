@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from services.gateway.app import create_app
 from services.gateway.db import alembic_config, create_engine, upgrade
 from services.gateway.settings import PROJECT_ROOT, Settings
-from tests.gateway.factories import fake_fuse, prediction_body
+from tests.gateway.factories import fake_fuse, fake_text_batch, prediction_body, transcription_body
 
 MYSQL_TEST_URL = os.environ.get("MYSQL_TEST_URL", "mysql+asyncmy://root@127.0.0.1:3306/emotion_test")
 TABLES = ("api_keys", "revoked_tokens", "predictions", "users")
@@ -32,6 +32,7 @@ SPEECH = "http://speech.test"
 TEXT = "http://text.test"
 IMAGE = "http://image.test"
 FUSION = "http://fusion.test"
+ASR = "http://asr.test"
 
 
 async def create_mysql_database(url: str) -> None:
@@ -116,6 +117,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "text_url": TEXT,
         "image_url": IMAGE,
         "fusion_url": FUSION,
+        "asr_url": ASR,
         "rate_limit_user": "1000/minute",
         "rate_limit_ip": "1000/minute",
         "rate_limit_auth": "1000/minute",
@@ -165,6 +167,8 @@ def upstream() -> respx.MockRouter:
             json=prediction_body("happy", model="image-model", width=64, height=48, faces=[], message=None)
         )
         router.post(f"{FUSION}/fuse", name="fusion").mock(side_effect=fake_fuse)
-        for name, base in (("speech", SPEECH), ("text", TEXT), ("image", IMAGE), ("fusion", FUSION)):
+        router.post(f"{ASR}/transcribe", name="asr").respond(json=transcription_body())
+        router.post(f"{TEXT}/predict/batch", name="text_batch").mock(side_effect=fake_text_batch)
+        for name, base in (("speech", SPEECH), ("text", TEXT), ("image", IMAGE), ("fusion", FUSION), ("asr", ASR)):
             router.get(f"{base}/readyz", name=f"{name}_ready").respond(json={"status": "ready"})
         yield router

@@ -48,6 +48,25 @@ def fake_fuse(request: httpx.Request) -> httpx.Response:
     )
 
 
+def transcription_body(*segments: tuple[float, float, str], language: str = "en") -> dict[str, Any]:
+    """The transcription service's 200 body for these ``(start, end, text)`` segments."""
+    chosen = segments or ((0.0, 2.0, "What a wonderful day"),)
+    return {
+        "language": language,
+        "duration_s": max(end for _, end, _ in chosen) if chosen else 0.0,
+        "text": " ".join(text for _, _, text in chosen),
+        "segments": [{"start": a, "end": b, "text": t} for a, b, t in chosen],
+        "model": {"name": "asr-model", "version": "1.0"},
+    }
+
+
+def fake_text_batch(request: httpx.Request) -> httpx.Response:
+    """A text service whose label is 'sad' for texts mentioning sad, else 'happy'."""
+    texts: list[str] = json.loads(request.content)["texts"]
+    results = [prediction_body("sad" if "sad" in t.lower() else "happy", model="text-model") for t in texts]
+    return httpx.Response(200, json={"results": results})
+
+
 def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
     """A mono 16-bit WAV with a 220 Hz tone."""
     buffer = io.BytesIO()
