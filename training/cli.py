@@ -18,7 +18,7 @@ from shared.errors import ServiceError
 from training.manifest import ManifestError, read_manifest
 from training.report import format_report, report_from_probabilities
 
-INPUT_COLUMNS = {"text": "text", "speech": "path", "image": "path"}
+INPUT_COLUMNS = {"text": "text", "speech": "path", "image": "path", "video": "path"}
 
 
 def _modality_module(modality: str) -> Any:
@@ -60,15 +60,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    given = {"text": args.text, "speech": args.audio, "image": args.image}
+    given = {"text": args.text, "speech": args.audio, "image": args.image, "video": args.video}
     chosen = {k: v for k, v in given.items() if v is not None}
     if len(chosen) != 1:
-        raise ManifestError("give exactly one of --text, --audio, --image")
+        raise ManifestError("give exactly one of --text, --audio, --image, --video")
     ((modality, value),) = chosen.items()
     if modality != "text" and not Path(value).is_file():
         raise ManifestError(f"file not found: {value}")
-    result = _modality_module(modality).predict_one(value, **_options(args))
-    print(json.dumps(result, indent=2))
+    module = _modality_module(modality)
+    result = module.predict_one(value, **_options(args))
+    # A video's answer is a timeline: a table reads better than the JSON (which --json keeps).
+    print(module.format_timeline(result) if modality == "video" else json.dumps(result, indent=2))
+    _write_json(args.json, result)
     return 0
 
 
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     evaluate = sub.add_parser("evaluate", help="report accuracy/F1/confusion on a labelled manifest")
-    evaluate.add_argument("modality", choices=["text", "speech", "image", "fusion"])
+    evaluate.add_argument("modality", choices=["text", "speech", "image", "fusion", "video"])
     evaluate.add_argument("manifest", nargs="?", help="CSV with text,emotion or path,emotion columns")
     evaluate.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
     evaluate.add_argument("--detect", choices=["auto", "always", "never"], help="face detection mode (image)")
@@ -92,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--text")
     predict.add_argument("--audio", metavar="FILE")
     predict.add_argument("--image", metavar="FILE")
+    predict.add_argument("--video", metavar="FILE", help="MP4, WebM, MOV, MKV or FLV: prints the emotion timeline")
+    predict.add_argument("--json", metavar="OUT.json", help="also write the result as JSON")
     predict.add_argument("--detect", choices=["auto", "always", "never"], help="face detection mode (image)")
     predict.set_defaults(handler=cmd_predict)
     return parser
