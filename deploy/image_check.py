@@ -16,7 +16,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-SERVICES = ("gateway", "speech", "text", "image", "fusion")
+SERVICES = ("gateway", "speech", "text", "image", "fusion", "asr")
 #: Services that serve a model and so must ship its files.
 MODEL_SERVICES = ("speech", "text", "image", "fusion")
 #: Heavy frameworks and the only services allowed to carry them.

@@ -1,9 +1,9 @@
-"""Run the five services locally: gateway :8000, speech :8001, text :8002, image :8003, fusion :8004.
+"""Run the services locally: gateway :8000, speech :8001, text :8002, image :8003, fusion :8004, asr :8005.
 
     python deploy/run_local.py            # after `make migrate` (make run does both)
 
 Each service is ``uvicorn --factory services.<name>.app:create_app`` in its own process, with
-the gateway pointed at the others (SPEECH_URL, TEXT_URL, IMAGE_URL, FUSION_URL). Services that
+the gateway pointed at the others (SPEECH_URL, TEXT_URL, IMAGE_URL, FUSION_URL, ASR_URL). Services that
 do not become ready (e.g. a missing model) are reported but the rest keep running. Ctrl-C or
 SIGTERM stops them all. Tests reuse :func:`start_services`, :func:`wait_ready` and
 :func:`stop_services` with their own ports and environment.
@@ -26,14 +26,22 @@ from typing import IO
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES: tuple[str, ...] = ("gateway", "speech", "text", "image", "fusion")
-DEFAULT_PORTS: dict[str, int] = {"gateway": 8000, "speech": 8001, "text": 8002, "image": 8003, "fusion": 8004}
+SERVICES: tuple[str, ...] = ("gateway", "speech", "text", "image", "fusion", "asr")
+DEFAULT_PORTS: dict[str, int] = {
+    "gateway": 8000,
+    "speech": 8001,
+    "text": 8002,
+    "image": 8003,
+    "fusion": 8004,
+    "asr": 8005,
+}
 #: The gateway's settings naming each downstream service.
 URL_SETTINGS: dict[str, str] = {
     "speech": "SPEECH_URL",
     "text": "TEXT_URL",
     "image": "IMAGE_URL",
     "fusion": "FUSION_URL",
+    "asr": "ASR_URL",
 }
 
 
@@ -217,11 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     """Start everything, report readiness, wait for Ctrl-C/SIGTERM, stop everything."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--base-port", type=int, default=8000, help="gateway port; the others follow (+1..+4)")
+    parser.add_argument("--base-port", type=int, default=8000, help="gateway port; the others follow (+1..+5)")
     parser.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for readiness")
     parser.add_argument("--migrate", action="store_true", help="run alembic upgrade head first")
     parser.add_argument(
-        "--services", default=",".join(SERVICES), help="comma-separated subset to start (default: all five)"
+        "--services", default=",".join(SERVICES), help="comma-separated subset to start (default: all six)"
     )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.services.split(",") if name.strip()]

@@ -17,8 +17,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
-SERVICES = ("gateway", "speech", "text", "image", "fusion")
-PORTS = {"gateway": 8000, "speech": 8001, "text": 8002, "image": 8003, "fusion": 8004}
+SERVICES = ("gateway", "speech", "text", "image", "fusion", "asr")
+PORTS = {"gateway": 8000, "speech": 8001, "text": 8002, "image": 8003, "fusion": 8004, "asr": 8005}
 
 VARIABLE = re.compile(
     r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"

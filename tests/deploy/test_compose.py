@@ -22,7 +22,7 @@ from tests.deploy.buildsim import PORTS, REPO, SERVICES, parse
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / "deploy" / "compose.env.example"
 SCHEMA = json.loads((Path(__file__).with_name("compose_spec.json")).read_text())
-INFERENCE = ("speech", "text", "image", "fusion")
+INFERENCE = ("speech", "text", "image", "fusion", "asr")
 REQUIRED_SECRETS = {"SECRET_KEY", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "INTERNAL_TOKEN"}
 #: Values a user would put into .env for the required (empty in the example) secrets.
 FILLED = {

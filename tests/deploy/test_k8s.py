@@ -16,7 +16,7 @@ RENDER = REPO / "deploy" / "k8s" / "render.py"
 OVERLAYS = ("base", "dev", "production")
 #: The oldest Kubernetes still commonly run, and the newest schema kubernetes-validate ships.
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
-INFERENCE = ("speech", "text", "image", "fusion")
+INFERENCE = ("speech", "text", "image", "fusion", "asr")
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["kubectl", "version", "--client"], capture_output=True, check=False).returncode != 0,
