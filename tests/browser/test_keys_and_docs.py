@@ -48,6 +48,17 @@ def test_api_key_is_shown_once_copied_listed_and_revoked(page, stack, shot):
     assert key not in page.content()
     shot(page, "21-api-key-revoked")
 
+    # Leaving the page also forgets a new key's secret: it is shown once.
+    page.get_by_label("Name of the new key").fill("second")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#key-status")).to_have_text('Key "second" created.')
+    second = page.locator("#new-key-value").input_value()
+    assert second.startswith("emo_")
+    page.get_by_role("button", name="Dashboard").click()
+    page.get_by_role("button", name="API keys").click()
+    expect(page.locator("#new-key")).to_be_hidden()
+    assert second not in page.content()
+
 
 def test_docs_render_and_authorize_works_with_no_network(page, stack, watch, shot):
     username, _ = stack.register("docs")

@@ -63,7 +63,8 @@ async function revoke(key, button) {
   }
 }
 
-function hideNewKey() {
+/** Forget the secret shown after creating a key (Done, leaving the page, logging out). */
+export function hideNewKey() {
   $("#new-key-value").value = "";
   $("#new-key").hidden = true;
   setStatus($("#new-key-status"), "");

@@ -12,5 +12,3 @@ export const COLORS = {
   neutral: "#616161",
   none: "#9e9e9e",
 };
-
-export const MODALITIES = ["text", "speech", "image", "video"];

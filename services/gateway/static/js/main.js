@@ -3,7 +3,7 @@ import { apiJson } from "./api.js";
 import { $ } from "./dom.js";
 import { filterQuery, initFilters } from "./filters.js";
 import { initHistory, loadHistory } from "./history.js";
-import { initKeys, loadKeys } from "./keys.js";
+import { hideNewKey, initKeys, loadKeys } from "./keys.js";
 import { enableOptionalInputs, initPredict } from "./predict.js";
 import { enableLogoutEverywhere, initSession } from "./session.js";
 import { loadStatistics } from "./stats.js";
@@ -20,6 +20,7 @@ function showView(name) {
   $("#nav-keys").toggleAttribute("aria-current", name === "keys");
   if (name === "dashboard") $("#nav-dashboard").setAttribute("aria-current", "page");
   if (name === "keys") $("#nav-keys").setAttribute("aria-current", "page");
+  else hideNewKey(); // the new key's secret is shown once: not again after leaving the page
 }
 
 /** Statistics and the first history page, with the current filters. */
