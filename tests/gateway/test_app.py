@@ -39,13 +39,25 @@ async def test_validation_errors_are_documented_with_the_error_shape(openapi):
     assert "ErrorResponse" in openapi["components"]["schemas"]
 
 
+#: Operations an API key may not use (a bearer token only); every other protected one takes either.
+SESSION_ONLY = {("/api/keys", "get"), ("/api/keys", "post"), ("/api/keys/{key_id}", "delete")} | {
+    ("/api/logout", "post"),
+    ("/api/logout/all", "post"),
+}
+
+
 async def test_protected_operations_declare_401_and_security(openapi):
     public = {"/api/register", "/api/login", "/api/health/services"}
     for path, method, operation in operations(openapi):
         if path.startswith("/api") and path not in public:
             assert "401" in operation["responses"], (path, method)
             schemes = {name for requirement in operation.get("security", []) for name in requirement}
-            assert schemes == {"OAuth2PasswordBearer", "APIKeyHeader"}, (path, method)
+            expected = (
+                {"OAuth2PasswordBearer"} if (path, method) in SESSION_ONLY else {"OAuth2PasswordBearer", "APIKeyHeader"}
+            )
+            assert schemes == expected, (path, method)
+            if (path, method) in SESSION_ONLY:
+                assert "403" in operation["responses"], (path, method)
 
 
 async def test_every_request_body_has_examples(openapi):
