@@ -74,3 +74,23 @@ async def test_a_full_queue_answers_503_with_retry_after(text_app: FastAPI, clie
     refused = next(r for r in responses if r.status_code == 503)
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["code"] == "overloaded"
+
+
+async def test_a_model_failure_answers_500_in_the_error_shape_and_the_next_batch_works(
+    text_app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    batcher = text_app.state.batcher
+    original = batcher.fn
+
+    def broken(texts: list[str]) -> list[object]:
+        raise RuntimeError("onnxruntime exploded")
+
+    batcher.fn = broken
+    try:
+        response = await client.post("/predict", json={"text": TEXTS[0]})
+    finally:
+        batcher.fn = original
+    assert response.status_code == 500
+    body = response.json()
+    assert body["code"] == "inference_failed" and "exploded" not in body["detail"] and body["request_id"]
+    assert (await client.post("/predict", json={"text": TEXTS[0]})).status_code == 200
