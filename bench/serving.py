@@ -15,7 +15,7 @@ One run measures, and prints and writes as JSON:
 
 Inputs are synthetic (sentences, drawn faces, a voiced tone), so no data folder is needed.
 
-    python bench/serving.py [--duration 6] [--rss-requests 10000] [--json bench/results/serving.json]
+    python bench/serving.py [--duration 5] [--rss-requests 10000] [--rss-seconds 90] [--json bench/results/serving.json]
 """
 
 from __future__ import annotations
@@ -619,9 +619,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=6.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
     parser.add_argument("--rss-requests", type=int, default=10_000)
-    parser.add_argument("--rss-seconds", type=float, default=180.0, help="cap on each RSS run's time")
+    parser.add_argument("--rss-seconds", type=float, default=90.0, help="cap on each RSS run's time")
     parser.add_argument("--port", type=int, default=18000)
     parser.add_argument("--only", default="text,image,speech,fusion,old,gateway,scaleout")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "serving.json"))
