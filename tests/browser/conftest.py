@@ -44,6 +44,9 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install 
 if not CHROMIUM.exists():
     pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium", allow_module_level=True)
 
+# Generous waits: the suite shares small CI machines; a real failure still fails, only later.
+playwright_api.expect.set_options(timeout=15_000)
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -191,7 +194,7 @@ def context(browser, stack: Stack, watch: Watch) -> Iterator[object]:
 def page(context, watch: Watch) -> Iterator[object]:
     """A page whose console errors (script errors, CSP violations) fail the test."""
     tab = context.new_page()
-    tab.set_default_timeout(10_000)
+    tab.set_default_timeout(20_000)
 
     def on_console(message) -> None:
         # An HTTP error status the page handles (422, 404, 429...) is logged by Chromium too: not a bug.
@@ -207,12 +210,12 @@ def page(context, watch: Watch) -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
-def shot() -> Callable[[object, str], None]:
-    """``shot(page, "name")`` saves a full-page screenshot as a test artefact."""
+def shot() -> Callable[..., None]:
+    """``shot(page, "name")`` saves a (full-page) screenshot as a test artefact."""
     ARTIFACTS.mkdir(exist_ok=True)
 
-    def save(tab, name: str) -> None:
-        tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    def save(tab, name: str, *, full_page: bool = True) -> None:
+        tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page, timeout=30_000)
 
     return save
 
