@@ -5,15 +5,17 @@ mode x pixels (+ decoder buffers + the grey output), per image, per request and 
 process. JPEGs decode straight to luminance; other modes are converted to grey strip by strip.
 """
 
+import ctypes
 import io
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError, _imaging
 
 from services.image.errors import (
     BATCH_TOO_MUCH_MEMORY,
@@ -84,6 +86,12 @@ BUDGET_WAIT_S = 20.0
 #: Mode conversion runs on strips of about this many pixels, so its temporaries stay small.
 STRIP_PIXELS = 1 << 20
 
+#: Pillow allocates pixels in blocks of this size. Above glibc's 32 MiB mmap threshold they are
+#: mapped and unmapped, so a large image's memory goes back to the OS when it is closed instead
+#: of staying in the decoding thread's malloc arena (4 worker threads kept ~+225 MiB that way).
+PIL_BLOCK_SIZE = 64 * 1024 * 1024
+_imaging.set_block_size(PIL_BLOCK_SIZE)
+
 _ORIENTATION_TAG = 0x0112
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, OverflowError, TypeError)
 
@@ -140,6 +148,22 @@ class DecodeBudget:
 
 #: The image service's process-wide budget.
 DECODE_BUDGET = DecodeBudget(PROCESS_DECODE_BYTES)
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return cast(Callable[[int], int], ctypes.CDLL("libc.so.6").malloc_trim)
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand freed heap pages of every malloc arena back to the OS (glibc); a few ms after a large decode."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def _open(data: bytes, *, max_pixels: int) -> tuple[str, Image.Image]:
@@ -260,6 +284,8 @@ def _decode_planned(fmt: str, image: Image.Image, *, max_pixels: int) -> Decoded
         raise InvalidImage(CORRUPT_IMAGE) from exc
     finally:
         image.close()  # frees the decoded pixels before the oriented copy is made
+        if image.size[0] * image.size[1] >= STRIP_PIXELS:
+            release_memory()
     if grey.ndim != 2 or grey.size == 0:
         raise InvalidImage(CORRUPT_IMAGE)
     oriented = _orient(grey, orientation if isinstance(orientation, int) else 1)

@@ -68,3 +68,34 @@ def test_good_files_still_work_after_the_corpus(http: httpx.Client, speech: Proc
         assert response.status_code in {200, 422}, (name, response.text)
         if response.status_code == 422:
             assert response.json()["code"] == "no_speech", (name, response.text)
+
+
+GATEWAY_AUDIO = ("empty", "wav_64_channels", "flac_claims_20h", "vorbis_bomb_32ch_599s", "mp3_magic_then_garbage")
+GATEWAY_IMAGES = ("empty", "png_truncated", "jpeg_claims_65000_square", "png_16bit_rgba_6300", "webp_corrupt_body")
+
+
+@pytest.fixture(scope="module")
+def gateway_http(processes: dict[str, Process]) -> httpx.Client:
+    """A logged-in client of the gateway (the services behind it are the real processes)."""
+    url = processes["gateway"].url
+    with httpx.Client(base_url=url, timeout=TIMEOUT) as client:
+        user = {"username": "corpus", "email": "corpus@example.com", "password": "corpus password 123"}
+        assert client.post("/api/register", json=user).status_code == 201
+        token = client.post("/api/login", data={"username": "corpus", "password": user["password"]}).json()
+        client.headers["Authorization"] = f"Bearer {token['access_token']}"
+        yield client
+
+
+def test_gateway_upload_routes_refuse_the_corpus(gateway_http: httpx.Client, processes: dict[str, Process]) -> None:
+    audio = {c.name: c for c in audio_cases()}
+    images = {c.name: c for c in image_cases()}
+    for name in GATEWAY_AUDIO:
+        response = gateway_http.post("/api/predict/speech", files={"audio": ("a.bin", audio[name].data, "audio/wav")})
+        assert_error_shape(response, audio[name].expected | {415, 422})
+    for name in GATEWAY_IMAGES:
+        response = gateway_http.post("/api/predict/image", files={"image": ("i.bin", images[name].data, "image/png")})
+        assert_error_shape(response, images[name].expected | {415, 422})
+    # Nothing refused was stored.
+    assert gateway_http.get("/api/predictions").json()["total"] == 0
+    for process in processes.values():
+        assert_ready(gateway_http, process.url)
