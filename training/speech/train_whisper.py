@@ -257,6 +257,37 @@ def export(model: Any, folder: Path, *, metrics: dict[str, Any], version: str | 
     ).save(folder)
 
 
+# --------------------------------------------------------------------------------------- ensemble
+def ensemble(head: Any, legacy_dir: Path, weight: float) -> tuple[Any, ModelConfig]:
+    """One Keras model: ``weight`` x the Whisper head + (1 - weight) x the log-mel model in ``legacy_dir``."""
+    import keras
+
+    from services.speech.model import load
+
+    legacy = load(legacy_dir)
+    inputs = {"whisper": keras.Input(shape=(head.inputs[0].shape[1],), name="whisper")}
+    for tensor in legacy.network.inputs:
+        inputs[tensor.name] = keras.Input(shape=tuple(tensor.shape[1:]), name=tensor.name)
+    head_out = keras.Model(head.inputs[0], head.outputs[0], name="whisper_head")(inputs["whisper"])
+    legacy_out = legacy.network({t.name: inputs[t.name] for t in legacy.network.inputs})
+    blended = keras.layers.Add(name="probs")(
+        [keras.layers.Rescaling(weight)(head_out), keras.layers.Rescaling(1.0 - weight)(legacy_out)]
+    )
+    combined = keras.Model(inputs, blended, name="speech_emotion_whisper_ensemble")
+    config = ModelConfig(
+        name="speech-emotion-whisper-ensemble",
+        version=dt.date.today().isoformat().replace("-", "."),
+        labels=LABELS,
+        features=legacy.config.features,
+        segmentation=legacy.config.segmentation,
+        metrics={},
+        logmel=legacy.config.logmel,
+        inputs=tuple(inputs),
+        encoder=EncoderConfig(),
+    )
+    return combined, config
+
+
 # ------------------------------------------------------------------------------------------ modes
 TRAIN_SPEAKERS = {"select": (1, 12), "final": (1, 16)}
 
@@ -322,13 +353,54 @@ def run_loso(w: Windows, hp: HeadParams, out: Path, augmented: bool) -> dict[str
     return results
 
 
+def run_ensemble(w: Windows, hp: HeadParams, args: argparse.Namespace, augmented: bool) -> dict[str, Any]:
+    """The final head (reused from ``--out``) blended with ``--legacy``, scored on actors 17-20 via the service."""
+    import keras
+
+    from services.speech.model import load
+    from services.speech.pipeline import analyse
+    from training.report import report_from_probabilities
+
+    if (args.out / MODEL_FILE).is_file():
+        head = keras.saving.load_model(args.out / MODEL_FILE, compile=False)
+    else:
+        run_final(w, hp, args.out, augmented, None)
+        head = keras.saving.load_model(args.out / MODEL_FILE, compile=False)
+    combined, config = ensemble(head, args.legacy, args.weight)
+    folder: Path = args.export
+    folder.mkdir(parents=True, exist_ok=True)
+    combined.save(folder / MODEL_FILE)
+    config.save(folder)
+    served = load(folder)
+    test = [c for c in w.clips if ravdess_actors(17, 20)(c)]
+    probs = np.vstack(
+        [analyse([Path(c.path).read_bytes()], model=served, max_duration_s=600)[0].probabilities for c in test]
+    )
+    report = report_from_probabilities([c.label for c in test], probs)
+    recalls = [v["recall"] for v in report["per_class"].values() if v["support"]]
+    report["min_recall"] = float(min(recalls))
+    logger.info("ensemble (head weight %.2f) on actors 17-20 via the service path: %s", args.weight, summary(report))
+    metrics = {
+        "ravdess_actors_17_20": {k: report[k] for k in ("n", "accuracy", "macro_f1", "min_recall")},
+        "kind": f"{args.weight:g} x Whisper-base head + {1 - args.weight:g} x {served.config.name} log-mel models",
+        "head_trained_on": "RAVDESS actors 01-16 + TESS OAF + CASIA (4 speakers)",
+        "head_epochs": hp.epochs,
+    }
+    (args.out / "ensemble_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    config = ModelConfig.from_json({**config.to_json(), "metrics": metrics})
+    config.save(folder)
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["select", "final", "loso"])
+    parser.add_argument("mode", choices=["select", "final", "loso", "ensemble"])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/speech"))
     parser.add_argument("--feats", type=Path, default=Path("/tmp/speech_feats"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/speech_head"))
-    parser.add_argument("--export", type=Path, help="write the service artefacts here (final mode)")
+    parser.add_argument("--export", type=Path, help="write the service artefacts here (final, ensemble modes)")
+    parser.add_argument("--legacy", type=Path, help="log-mel model folder to blend with (ensemble mode)")
+    parser.add_argument("--weight", type=float, default=0.5, help="the Whisper head's share in the blend")
     parser.add_argument("--augment-tags", nargs="*", default=["mix0"], help="cached augmented copies to train on")
     parser.add_argument("--epochs", type=int, help="default: selection.json's best epoch (final), else 60")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TRAIN_THREADS", "1")))
@@ -353,8 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_select(w, hp, args.out, augmented)
     elif args.mode == "final":
         run_final(w, hp, args.out, augmented, args.export)
-    else:
+    elif args.mode == "loso":
         run_loso(w, hp, args.out, augmented)
+    else:
+        run_ensemble(w, hp, args, augmented)
     logger.info("done in %.0f s", time.monotonic() - started)
     return 0
 
