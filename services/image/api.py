@@ -43,7 +43,7 @@ BatcherDep = Annotated[MicroBatcher[Any, Any], Depends(get_batcher)]
 
 DetectParam = Annotated[
     DetectMode | None,
-    Query(description="auto: detect, small face-less images count as a crop; always: detect only; never: whole image"),
+    Query(description="auto: detect, small images (<= 96 px) are a face crop; always: detect only; never: whole image"),
 ]
 ERRORS = error_responses(
     413,
@@ -89,7 +89,8 @@ async def _predict(
     bodies, offset = [], 0
     for image, boxes, _ in located:
         rows = np.asarray(probabilities[offset : offset + len(boxes)]).reshape(len(boxes), len(LABELS))
-        bodies.append(assemble(image, boxes, rows, config, detector=detector_name(stack.detector, mode)).to_dict())
+        name = detector_name(stack.detector, mode, image, config)
+        bodies.append(assemble(image, boxes, rows, config, detector=name).to_dict())
         offset += len(boxes)
     info = ModelInfo(name=stack.name, version=stack.version)
     return [ImagePrediction.model_validate({**body, "model": info}) for body in bodies]

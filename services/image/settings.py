@@ -20,7 +20,7 @@ class Settings(BatchingSettings):
     primary_face: PrimaryFace = Field(default="largest", description="Which face gives the image-level label.")
     default_detect: DetectMode = Field(default=DetectMode.AUTO, description="Detect mode when the query omits it.")
     small_image_side: int = Field(
-        default=96, ge=1, description="In auto mode a face-less image with both sides <= this is taken as a face crop."
+        default=96, ge=1, description="In auto mode an image with both sides <= this is taken whole, as a face crop."
     )
     detection_max_side: int = Field(default=800, ge=64, description="Images are downscaled to this for detection.")
     face_margin: float = Field(default=0.1, ge=0.0, le=1.0, description="Box growth on each side before cropping.")

@@ -74,12 +74,13 @@ async def test_two_faces(client: httpx.AsyncClient, two_faces_png: bytes) -> Non
 async def test_small_crop_auto_vs_always(client: httpx.AsyncClient, face_bgr) -> None:
     import cv2
 
-    # A 48x48 face crop is always scored in auto mode (detected, or else taken whole).
+    # A 48x48 face crop is taken whole in auto mode (not searched: the detector did not run).
     crop = encode(cv2.resize(face_bgr[40:280, 40:280], (48, 48), interpolation=cv2.INTER_AREA), "PNG")
     auto = (await client.post("/predict", files=upload(crop, "crop.png"), params={"detect": "auto"})).json()
-    assert len(auto["faces"]) == 1
+    assert [(f["box"], f["landmarks"]) for f in auto["faces"]] == [({"x": 0, "y": 0, "w": 48, "h": 48}, None)]
+    assert auto["detector"] is None
     assert auto["label"] in LABELS
-    # A small image where the cascade finds nothing: auto takes it whole, always reports no face.
+    # A small image without a face: auto takes it whole, always reports no face.
     thumb = encode(cv2.resize(landscape_image(), (48, 48), interpolation=cv2.INTER_AREA), "PNG")
     auto = (await client.post("/predict", files=upload(thumb, "thumb.png"), params={"detect": "auto"})).json()
     assert [(f["box"], f["confidence"]) for f in auto["faces"]] == [({"x": 0, "y": 0, "w": 48, "h": 48}, None)]
