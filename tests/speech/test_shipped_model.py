@@ -1,0 +1,22 @@
+"""The shipped speech model: loads offline with the verified Whisper encoder, seven probabilities per window."""
+
+import numpy as np
+
+from services.speech.model import load
+from services.speech.settings import ARTIFACTS_DIR
+from shared.labels import LABELS
+from shared.weights import WHISPER_BASE, file_digest
+from tests.speech.conftest import voice
+
+
+def test_shipped_model_runs_on_the_pinned_encoder() -> None:
+    model = load(ARTIFACTS_DIR)
+    assert "whisper" in model.config.inputs
+    assert model.encoder is not None
+    assert file_digest(model.encoder.folder / WHISPER_BASE.filename) == (WHISPER_BASE.size, WHISPER_BASE.sha256)
+    probabilities = model.predict([voice(3.0, seed=1), voice(1.0, f0=240, seed=2)])
+    assert probabilities.shape == (2, len(LABELS))
+    assert (probabilities >= 0).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # The head is small: the encoder's weights come from the pinned packages, not the repository.
+    assert (ARTIFACTS_DIR / "speech_emotion.keras").stat().st_size < 25 * 1024 * 1024
