@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime=settings.inference_runtime,
             threads=settings.inference_threads,
             cache_dir=settings.onnx_cache_dir,
+            calibrated=settings.apply_calibration,
         )
         return FaceStack(model=model, detector=detector)
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from services.image.network import INPUT_SIZE, EmotionNet, normalize
+from shared.calibration import CalibrationError, Calibrator, load_calibrator
 from shared.labels import LABELS
 
 #: File name of the weights inside the model directory.
@@ -46,6 +47,8 @@ class FaceEmotionModel:
     #: An onnxruntime session running the same network (see :mod:`services.image.onnx_runtime`).
     session: Any = field(default=None, repr=False)
     runtime: str = "torch"
+    #: Maps the network's probabilities to calibrated ones (fitted on validation data; identity when absent).
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.session is None:
@@ -56,7 +59,7 @@ class FaceEmotionModel:
 
     @torch.inference_mode()
     def predict(self, batch: Sequence[np.ndarray]) -> np.ndarray:
-        """Softmax probabilities (canonical label order) for each crop; averaged with the mirror image if ``tta``."""
+        """Calibrated probabilities (canonical order) per crop; softmax averaged with the mirror if ``tta``."""
         if len(batch) == 0:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
         x = normalize(torch.from_numpy(np.stack([to_input(c) for c in batch])))
@@ -69,7 +72,7 @@ class FaceEmotionModel:
         result: np.ndarray = probs.double().numpy()
         # Renormalise in float64 so every row sums to 1 to well within the schema's tolerance.
         normalised: np.ndarray = result / result.sum(axis=1, keepdims=True)
-        return normalised
+        return self.calibrator(normalised)
 
 
 def load(
@@ -79,11 +82,13 @@ def load(
     runtime: str = "torch",
     threads: int | None = None,
     cache_dir: Path | None = None,
+    calibrated: bool = True,
 ) -> FaceEmotionModel:
     """Load weights from a model directory (or the .pt file itself).
 
     ``runtime``: ``torch``, ``onnx`` or ``onnx-int8`` (the network exported once to ONNX, cached in
-    ``cache_dir``, and run by onnxruntime with ``threads`` threads).
+    ``cache_dir``, and run by onnxruntime with ``threads`` threads). ``calibrated``: apply the
+    ``calibration.json`` beside the weights (absent: identity); off only to fit a new one.
     """
     file = Path(path)
     if file.is_dir():
@@ -112,6 +117,11 @@ def load(
     if runtime != "torch":
         model.session = _onnx_session(network, file, runtime=runtime, threads=threads, cache_dir=cache_dir)
         model.runtime = runtime
+    if calibrated:
+        try:
+            model.calibrator = load_calibrator(file.parent)
+        except CalibrationError as exc:
+            raise ModelLoadError(str(exc)) from exc
     return model
 
 

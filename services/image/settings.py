@@ -32,6 +32,9 @@ class Settings(BatchingSettings):
         default="onnx", description="How the CNN runs: onnxruntime fp32 (default), int8, or PyTorch (MODEL_CARD.md)."
     )
     onnx_cache_dir: Path | None = Field(default=None, description="Where the ONNX export is cached (default: temp).")
+    apply_calibration: bool = Field(
+        default=True, description="Return calibrated probabilities (calibration.json beside the weights)."
+    )
 
 
 @lru_cache

@@ -31,6 +31,7 @@ def load_model(settings: Settings) -> face_model.FaceEmotionModel:
             runtime=settings.inference_runtime,
             threads=settings.inference_threads,
             cache_dir=settings.onnx_cache_dir,
+            calibrated=settings.apply_calibration,
         )
     except face_model.ModelLoadError as exc:
         raise FaceModelNotReady(MODEL_MISSING.format(reason=exc)) from exc
