@@ -382,7 +382,7 @@ def run_ensemble(w: Windows, hp: HeadParams, args: argparse.Namespace, augmented
     logger.info("ensemble (head weight %.2f) on actors 17-20 via the service path: %s", args.weight, summary(report))
     metrics = {
         "ravdess_actors_17_20": {k: report[k] for k in ("n", "accuracy", "macro_f1", "min_recall")},
-        "kind": f"{args.weight:g} x Whisper-base head + {1 - args.weight:g} x {served.config.name} log-mel models",
+        "kind": f"{args.weight:g} x Whisper-base head + {1 - args.weight:g} x the log-mel models in {args.legacy.name}",
         "head_trained_on": "RAVDESS actors 01-16 + TESS OAF + CASIA (4 speakers)",
         "head_epochs": hp.epochs,
     }
