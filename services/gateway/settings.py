@@ -50,7 +50,8 @@ class Settings(BaseServiceSettings):
     text_timeout_s: float = Field(default=10.0, gt=0)
     image_timeout_s: float = Field(default=15.0, gt=0)
     fusion_timeout_s: float = Field(default=5.0, gt=0)
-    asr_timeout_s: float = Field(default=120.0, gt=0)
+    #: Whisper on one core runs at 0.2-1x real time (quiet vs busy CPU): ten minutes of audio can take minutes.
+    asr_timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=2.0, gt=0)
     #: Pooled connections to the services: at most this many, each replaced after this age, so
     #: replicas added behind a Service (or `docker compose --scale`) receive work too.
