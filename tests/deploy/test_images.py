@@ -24,10 +24,14 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.settings import INTERNAL_TOKEN_HEADER
 from tests.deploy.buildsim import REPO, SERVICES
 from tests.deploy.imagesim import Build, Container, build, container, context_for, snapshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.mysql]
+
+#: ENVIRONMENT=production (the image default) requires it; the gateway sends it, the services check it.
+INTERNAL_TOKEN = "deploy-test-internal-" + "t" * 32
 
 INFERENCE = ("speech", "text", "image", "fusion")
 MYSQL_URL = os.environ.get("DEPLOY_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/emotion_deploy_check")
@@ -93,7 +97,7 @@ def distributions(venv: Path) -> dict[str, str]:
 def probe(outcome: Outcome) -> None:
     assert outcome.container is not None
     base = f"http://127.0.0.1:{outcome.container.port}"
-    with httpx.Client(base_url=base, timeout=10) as client:
+    with httpx.Client(base_url=base, timeout=10, headers={INTERNAL_TOKEN_HEADER: INTERNAL_TOKEN}) as client:
         for path in ("/livez", "/readyz", "/metrics"):
             response = client.get(path)
             body = response.json() if path != "/metrics" else response.text
@@ -106,7 +110,7 @@ def start(outcomes: dict[str, Outcome], service: str, context: Path, work: Path,
     if outcome.build.error:
         outcome.not_ready = "build failed"
         return
-    outcome.container = container(service, outcome.build, context, work, env)
+    outcome.container = container(service, outcome.build, context, work, {"INTERNAL_TOKEN": INTERNAL_TOKEN, **env})
     outcome.notes["snapshot"] = snapshot(outcome.build.venv, outcome.container.rootfs.path("/app"))
     outcome.container.start()
     outcome.notes["started"] = time.monotonic()
@@ -213,7 +217,7 @@ def run_gateway(outcome: Outcome, outcomes: dict[str, Outcome], context: Path, w
         **upstream,
     }
     try:
-        gateway = container("gateway", outcome.build, context, work, env)
+        gateway = container("gateway", outcome.build, context, work, {"INTERNAL_TOKEN": INTERNAL_TOKEN, **env})
         waiting = gateway.run(["python", "wait_for_migrations.py", "--timeout", "0"])
         migrated = gateway.run(["alembic", "upgrade", "head"])
         waited = gateway.run(["python", "wait_for_migrations.py", "--timeout", "30", "--interval", "1"])
