@@ -19,7 +19,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Emotion of speech audio: overall probabilities and a per-window timeline.",
         version="0.1.0",
         settings=settings,
-        load=lambda: speech_model.load(settings.model_dir, threads=settings.inference_threads),
+        load=lambda: speech_model.load(
+            settings.model_dir, threads=settings.inference_threads, calibrated=settings.apply_calibration
+        ),
         # Encoder and TF graph run once before /readyz turns green: the first request is not the slow one.
         warmup=lambda model: model.warmup(),
         routers=[router],

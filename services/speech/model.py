@@ -25,6 +25,7 @@ import numpy.typing as npt
 from services.speech.audio import SegmentationParams
 from services.speech.encoder import WhisperEncoder, load_encoder, pool
 from services.speech.features import FeatureParams, LogMelParams, WhisperMelParams, extract, extract_logmel
+from shared.calibration import Calibrator, load_calibrator
 from shared.labels import LABELS
 from shared.weights import WHISPER_BASE, WeightsError
 
@@ -110,10 +111,18 @@ class ModelConfig:
 class SpeechModel:
     """A loaded model: ``predict`` maps speech segments (16 kHz mono) to (n, 7) probabilities."""
 
-    def __init__(self, network: Any, config: ModelConfig, encoder: WhisperEncoder | None = None) -> None:
+    def __init__(
+        self,
+        network: Any,
+        config: ModelConfig,
+        encoder: WhisperEncoder | None = None,
+        calibrator: Calibrator | None = None,
+    ) -> None:
         self.network = network
         self.config = config
         self.encoder = encoder
+        #: Maps the network's probabilities to calibrated ones (fitted on held-out speakers; identity when absent).
+        self.calibrator = calibrator or Calibrator()
         self.name = config.name
         self.version = config.version
 
@@ -152,7 +161,7 @@ class SpeechModel:
             return np.zeros((0, len(LABELS)))
         x: Any = inputs[self.config.inputs[0]] if len(self.config.inputs) == 1 else inputs
         out: npt.NDArray[np.float64] = np.asarray(self.network(x, training=False), dtype=np.float64)
-        normalised: npt.NDArray[np.float64] = out / out.sum(axis=1, keepdims=True)
+        normalised: npt.NDArray[np.float64] = self.calibrator(out / out.sum(axis=1, keepdims=True))
         return normalised
 
     def predict(self, segments: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float64]:
@@ -180,11 +189,13 @@ def configure_threads(threads: int) -> None:
         pass
 
 
-def load(path: Path, *, threads: int = 1, weights_cache: Path | None = None) -> SpeechModel:
+def load(path: Path, *, threads: int = 1, weights_cache: Path | None = None, calibrated: bool = True) -> SpeechModel:
     """Load the model folder; FileNotFoundError names what is missing, ValueError what is wrong.
 
     A model with a ``whisper`` input also loads the pinned encoder (assembled under ``weights_cache``,
     default ``shared.weights.default_cache_dir()``); weights that fail their checksum are a ValueError.
+    ``calibrated``: apply the folder's ``calibration.json`` to every segment's probabilities (absent:
+    identity); off only to fit a new one (``python -m training.calibrate``).
     """
     model_file = path / MODEL_FILE
     config_file = path / CONFIG_FILE
@@ -194,6 +205,7 @@ def load(path: Path, *, threads: int = 1, weights_cache: Path | None = None) -> 
     config = ModelConfig.from_json(json.loads(config_file.read_text(encoding="utf-8")))
     if config.labels != LABELS:
         raise ValueError(f"model label order {config.labels} differs from {LABELS}")
+    calibrator = load_calibrator(path) if calibrated else None  # a bad file fails before the slow loads
     encoder = None
     if "whisper" in config.inputs:
         if config.encoder is None:
@@ -211,4 +223,4 @@ def load(path: Path, *, threads: int = 1, weights_cache: Path | None = None) -> 
     import keras
 
     network = keras.saving.load_model(model_file, compile=False)
-    return SpeechModel(network, config, encoder)
+    return SpeechModel(network, config, encoder, calibrator)

@@ -14,6 +14,9 @@ class Settings(BatchingSettings):
     """Options of the speech service."""
 
     model_dir: Path = Field(default=ARTIFACTS_DIR, description="Folder holding the .keras model and its JSON.")
+    apply_calibration: bool = Field(
+        default=True, description="Return calibrated probabilities (the model folder's calibration.json)."
+    )
     max_duration_s: float = Field(default=600.0, gt=0, description="Longest clip accepted, in seconds (else 413).")
     max_batch_size: int = Field(
         default=32, ge=1, description="Most files in one /predict/batch request, and windows in one model call."
