@@ -282,3 +282,12 @@ def test_export_writes_the_forest_metrics_and_figure(trained: tuple[FusionModel,
     assert written["artifact_mb"] == round(size_mb, 3) and size_mb > 0
     assert (tmp_path / "confusion.png").stat().st_size > 1000
     assert load(tmp_path).product_weights == model.product_weights
+
+
+def test_speech_items_of_actors_the_speech_model_trained_on_are_dropped() -> None:
+    speech = synthetic_parts()["speech"]
+    actors = np.array([f"ravdess_{13 + i % 8}" for i in range(len(speech))])
+    items = ModalityItems("speech", speech.probs, speech.labels, speech.ids, actors)
+    kept = train_module.held_out_speech(items)
+    assert set(kept.groups) == {"ravdess_17", "ravdess_18", "ravdess_19", "ravdess_20"}
+    assert len(kept) == int(np.sum([int(a.split("_")[1]) >= 17 for a in actors]))

@@ -46,7 +46,8 @@ def score_subsets(
         forest = model.forest_probabilities(x)
         entry: dict[str, Any] = {
             "modalities": list(subset),
-            "fusion": summary(y, model.blend_forest(x, forest)),
+            # What the service returns: the blend, calibrated per subset (one modality: its own vector).
+            "fusion": summary(y, model.calibrate(x, model.blend_forest(x, forest))),
             "forest_only": summary(y, forest),
             "product_weight": model.product_weights.get(name, 0.0),
             "single": singles,

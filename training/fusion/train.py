@@ -67,7 +67,9 @@ DEFAULT_FOREST: dict[str, Any] = {
 #: Defaults = what ``--select`` chose on the inner fusion-train split for the shipped model.
 DEFAULT_JITTER = 0.7
 #: Whether the shipped forest takes temperature-scaled inputs (``--temperature`` / ``--no-temperature``).
-DEFAULT_TEMPERATURE = True
+DEFAULT_TEMPERATURE = False  # the services now return calibrated probabilities: no second input scaling
+#: The speech head trained on RAVDESS actors 1-16: only later actors are held out for fusion (17-18 train, 19-20 test).
+SPEECH_FIRST_HELD_OUT_ACTOR = 17
 #: Candidates tried by ``--select`` (on an inner split of fusion-train only): (forest overrides, jitter).
 CANDIDATES: tuple[tuple[dict[str, Any], float], ...] = (
     ({"max_features": 2}, 1.0),
@@ -296,8 +298,15 @@ def select_candidate(
 # --------------------------------------------------------------------------- data
 
 
+def held_out_speech(items: ModalityItems, first_actor: int = SPEECH_FIRST_HELD_OUT_ACTOR) -> ModalityItems:
+    """Only the speech items of actors the speech model never trained on (groups ``ravdess_NN``)."""
+    actors = np.array([int(str(g).rsplit("_", 1)[-1]) for g in items.groups])
+    return items.take(actors >= first_actor)
+
+
 def prepare_data(probs_dir: Path, data_root: Path | None = None) -> dict[str, ModalityItems]:
-    """Stage-1 probabilities of every modality (computing missing caches first when ``data_root`` is given)."""
+    """Stage-1 probabilities of every modality (computing missing caches first when ``data_root`` is given);
+    speech keeps only the actors its model did not train on."""
     if data_root is not None:
         from training.fusion.predict_modalities import predict_modality
 
@@ -305,6 +314,7 @@ def prepare_data(probs_dir: Path, data_root: Path | None = None) -> dict[str, Mo
             if not (probs_dir / f"{m}.npz").is_file():
                 predict_modality(m, data_root=data_root, out_dir=probs_dir)
     parts = load_parts(probs_dir)
+    parts["speech"] = held_out_speech(parts["speech"])
     for m, items in parts.items():
         print(f"{m}: {len(items)} items, single-model accuracy {np.mean(items.probs.argmax(1) == items.labels):.4f}")
     return parts
