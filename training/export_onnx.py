@@ -1,6 +1,6 @@
 """Export the text and image models to ONNX ahead of time (e.g. while building a container image).
 
-The services export on their first start anyway (``services/{text,image}/onnx_runtime.py``); this
+The services export on their first start anyway (``shared/onnx_runtime.py``); this
 fills the same cache beforehand, so a container starts without PyTorch export work and can run
 with a read-only file system (point ``ONNX_CACHE_DIR`` at the folder)::
 

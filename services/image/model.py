@@ -44,7 +44,7 @@ class FaceEmotionModel:
     version: str
     tta: bool = True
     meta: dict[str, Any] = field(default_factory=dict)
-    #: An onnxruntime session running the same network (see :mod:`services.image.onnx_runtime`).
+    #: An onnxruntime session running the same network (see :mod:`shared.onnx_runtime`).
     session: Any = field(default=None, repr=False)
     runtime: str = "torch"
     #: Maps the network's probabilities to calibrated ones (fitted on validation data; identity when absent).
@@ -129,7 +129,7 @@ def _onnx_session(
     network: torch.nn.Module, file: Path, *, runtime: str, threads: int | None, cache_dir: Path | None
 ) -> Any:
     """An onnxruntime session for ``network`` (whatever class it is: the export traces it on a sample batch)."""
-    from services.image import onnx_runtime
+    from shared import onnx_runtime
 
     if runtime not in onnx_runtime.RUNTIMES:
         raise ModelLoadError(f"unknown runtime {runtime!r}; expected one of {', '.join(onnx_runtime.RUNTIMES)}")
@@ -141,7 +141,7 @@ def _onnx_session(
         data = onnx_runtime.export_bytes(
             network, (sample,), input_names=["pixels"], dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}
         )
-        return onnx_runtime.quantize_int8(data) if runtime == "onnx-int8" else data
+        return onnx_runtime.quantize_int8(data, ("Conv", "MatMul")) if runtime == "onnx-int8" else data
 
     try:
         return onnx_runtime.session(onnx_runtime.cached_onnx(target, build), threads=threads)

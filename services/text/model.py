@@ -117,7 +117,7 @@ def load(
 ) -> TextModel:
     """Load the model in ``path`` (a MiniLM or Bi-LSTM artefact folder, told apart by its config).
 
-    ``runtime`` (MiniLM only): ``torch``, ``onnx`` or ``onnx-int8`` (see :mod:`services.text.onnx_runtime`);
+    ``runtime`` (MiniLM only): ``torch``, ``onnx`` or ``onnx-int8`` (see :mod:`shared.onnx_runtime`);
     ``cache_dir`` holds the exported ONNX files. ``calibrated``: apply the folder's ``calibration.json``
     (absent: identity); off only to fit a new one (``python -m training.calibrate``).
     """
@@ -289,7 +289,7 @@ class MiniLMEmotionModel:
         cls, folder: Path, config: dict[str, Any], *, runtime: str, threads: int | None, cache_dir: Path | None
     ) -> MiniLMEmotionModel:
         """Serve the artefact through onnxruntime; the ONNX file is exported once and cached."""
-        from services.text import onnx_runtime
+        from shared import onnx_runtime
 
         if runtime not in onnx_runtime.RUNTIMES:
             raise ArtifactError(f"unknown runtime {runtime!r}; expected one of {', '.join(onnx_runtime.RUNTIMES)}")

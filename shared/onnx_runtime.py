@@ -1,8 +1,9 @@
-"""ONNX Runtime serving for the MiniLM text model: export once (cached on disk), run without autograd.
+"""ONNX Runtime serving for the PyTorch models (text, image): export once (cached on disk), run without autograd.
 
-The PyTorch network stays the source of truth (training, export); the service runs the same graph
-in onnxruntime, which measures faster on CPU at every batch size (see MODEL_CARD.md, "Serving
-runtime"). ``onnx-int8`` additionally quantizes the MatMul weights to int8 (dynamic quantization).
+The PyTorch network stays the source of truth (training, export); a service runs the same graph
+in onnxruntime, which measures faster on CPU (see the text and image model cards, "Serving
+runtime"). ``onnx-int8`` additionally quantizes the weights to int8 (dynamic quantization).
+torch and onnxruntime are imported only when used: only the services that serve ONNX install them.
 
 The exported file is keyed by a hash of the artefact files, the runtime variant and the exporter
 version, so a retrained model is never served from a stale export.
@@ -78,14 +79,14 @@ def export_bytes(module: Any, args: tuple[Any, ...], *, input_names: list[str], 
     return buffer.getvalue()
 
 
-def quantize_int8(fp32: bytes) -> bytes:
-    """Dynamic int8 quantization of the MatMul weights (activations quantized per call)."""
+def quantize_int8(fp32: bytes, op_types: tuple[str, ...] = ("MatMul",)) -> bytes:
+    """Dynamic int8 quantization of the ``op_types`` weights (activations quantized per call)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(fp32)
-        quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+        quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=list(op_types))
         return target.read_bytes()
 
 
