@@ -105,6 +105,13 @@ def build(service: str, context: Path, requirements: str) -> Build:
     for stale in CACHE.glob(f"{service}-*"):
         if stale != root:
             shutil.rmtree(stale, ignore_errors=True)
+    # A build killed half-way (a pip install cut short) leaves a venv whose packages look installed
+    # but are not: never reuse it.
+    unfinished = CACHE / f".{service}-{key}.building"
+    if unfinished.exists():
+        shutil.rmtree(root, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    unfinished.touch()
     rootfs = Rootfs(root, mapped=("/src", "/opt"))
     result = Build(service, rootfs)
     bin_dir = root / ".base-bin"
@@ -151,6 +158,7 @@ def build(service: str, context: Path, requirements: str) -> Build:
         result.log.append(completed.stdout.strip().splitlines()[-1] if completed.stdout.strip() else "")
         if cached:
             (layers / chain).touch()
+    unfinished.unlink()
     return result
 
 

@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.mysql]
 #: ENVIRONMENT=production (the image default) requires it; the gateway sends it, the services check it.
 INTERNAL_TOKEN = "deploy-test-internal-" + "t" * 32
 
-INFERENCE = ("speech", "text", "image", "fusion")
+INFERENCE = ("speech", "text", "image", "fusion", "asr")
 MYSQL_URL = os.environ.get("DEPLOY_TEST_MYSQL_URL", "mysql+asyncmy://root@127.0.0.1:3306/emotion_deploy_check")
 REDIS_URL = os.environ.get("DEPLOY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 READY_DEADLINE_S = 420.0
@@ -44,6 +44,7 @@ MUST_NOT_CARRY = {
     "text": {"tensorflow", "tensorflow-cpu"},
     "image": {"tensorflow", "tensorflow-cpu"},
     "fusion": {"torch", "tensorflow", "tensorflow-cpu"},
+    "asr": {"torch", "tensorflow", "tensorflow-cpu", "scikit-learn"},
 }
 MUST_CARRY = {
     "gateway": {"alembic", "asyncmy", "redis"},
@@ -51,6 +52,7 @@ MUST_CARRY = {
     "text": {"torch"},
     "image": {"torch", "opencv-python-headless"},
     "fusion": {"scikit-learn"},
+    "asr": {"ctranslate2", "faster-whisper", "av"},
 }
 
 DATABASE_SCRIPT = """
