@@ -48,9 +48,7 @@ def _refuse_foreign_keys_on() -> None:
 def _rebuild_sqlite(autoincrement: bool) -> None:
     _refuse_foreign_keys_on()
     for table in REBUILT:
-        with op.batch_alter_table(
-            table, recreate="always", table_kwargs={"sqlite_autoincrement": autoincrement}
-        ):
+        with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": autoincrement}):
             pass
 
 
