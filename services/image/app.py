@@ -21,7 +21,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # PIL's own decompression-bomb guard, aligned with ours (it errors at twice this value).
         Image.MAX_IMAGE_PIXELS = settings.max_pixels
         torch.set_num_threads(settings.inference_threads)
-        detector = FaceDetector(max_side=settings.detection_max_side)
+        detector = FaceDetector(
+            max_side=settings.detection_max_side, runtime=settings.detector_runtime, threads=settings.inference_threads
+        )
         model = face_model.load(
             settings.model_dir,
             tta=settings.tta,

@@ -23,6 +23,10 @@ class Settings(BatchingSettings):
         default=96, ge=1, description="In auto mode an image with both sides <= this is taken whole, as a face crop."
     )
     detection_max_side: int = Field(default=800, ge=64, description="Images are downscaled to this for detection.")
+    detector_runtime: Literal["onnx", "native"] = Field(
+        default="onnx",
+        description="How YuNet runs: its weights on onnxruntime (default, faster) or libfacedetection's own C++ code.",
+    )
     face_margin: float = Field(default=0.1, ge=0.0, le=1.0, description="Box growth on each side before cropping.")
     tta: bool = Field(default=True, description="Average with the horizontally flipped crop.")
     max_batch_size: int = Field(
