@@ -1,10 +1,13 @@
 """Face detectors and the full photo path on composed photos of FER2013 public_test faces.
 
-    python -m training.image.detection_eval --scenes 60 --json /tmp/face/detection.json
+    python -m training.image.detection_eval --scenes 60 --json /tmp/face/detection.json \
+        [--yunet-sides 800 1280] [--detectors yunet yunet-native haar dlib-hog blazeface] [--blazeface DIR]
 
-Per condition (upright, rotated up to 30 deg, dark, small faces) and detector (yunet, haar, dlib HOG if
-installed): recall, false detections per photo, ms per photo. Then the photo path with YuNet: accuracy of
-the faces' emotion through detection + aligned crop (and + box crop) against the same faces' 48x48 crops.
+Per condition (upright, rotated up to 30 deg, dark, small faces) and detector (YuNet at each max side,
+``yunet-native`` = libfacedetection's own forward pass at the first side, haar, dlib HOG if installed, BlazeFace
+short/full range if ``--blazeface`` names its .tflite folder): recall, false detections per photo, ms per photo.
+Then the photo path with YuNet (``--path-side``): accuracy of the faces' emotion through detection + aligned crop
+(and + box crop) against the same faces' 48x48 crops (``--path-scenes 0`` skips it).
 """
 
 import argparse
@@ -124,14 +127,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scenes", type=int, default=60, help="photos per condition")
     parser.add_argument("--path-scenes", type=int, default=200, help="photos for the photo-path accuracy")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--yunet-sides", type=int, nargs="+", default=[800], help="YuNet detection max sides")
+    parser.add_argument("--path-side", type=int, default=800, help="YuNet max side for the photo path")
+    parser.add_argument("--detectors", nargs="+", default=["yunet", "haar", "dlib-hog"], choices=DETECTORS)
+    parser.add_argument("--blazeface", type=Path, help="folder with MediaPipe's face_detection_*.tflite files")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     split = load_split("public_test", Path(args.data), DEFAULT_CACHE)
     rng = np.random.default_rng(args.seed)
-    detectors: dict[str, Detect] = {"yunet": YuNetDetector(max_side=800).detect, "haar": HaarDetector().detect}
-    hog = dlib_hog()
-    if hog is not None:
-        detectors["dlib-hog"] = hog
+    detectors = make_detectors(args.detectors, args.yunet_sides, args.blazeface)
     results: dict[str, Any] = {"detection": {}, "photo_path": {}}
     for condition in CONDITIONS:
         scenes = make_scenes(args.scenes, condition, rng, split.images, split.labels)
@@ -144,8 +148,11 @@ def main(argv: list[str] | None = None) -> None:
         scores = detection_scores(detect, empty)
         results["detection"].setdefault("no_faces", {})[name] = scores
         print("no_faces", name, json.dumps(scores), flush=True)
+    if args.path_scenes <= 0:
+        _write(args.json, results)
+        return
     model = face_model.load(ARTIFACT_DIR)
-    yunet = YuNetDetector(max_side=800)
+    yunet = YuNetDetector(max_side=args.path_side)
     for condition in ("upright", "rotated", "dark"):
         rng_path = np.random.default_rng(args.seed + 1)
         idx_all: list[int] = []
@@ -160,8 +167,36 @@ def main(argv: list[str] | None = None) -> None:
         scores = photo_path_scores(model, yunet, scenes, [split.images[i] for i in idx_all])
         results["photo_path"][condition] = scores
         print("photo_path", condition, json.dumps(scores), flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    _write(args.json, results)
+
+
+def _write(path: str | None, results: dict[str, Any]) -> None:
+    if path:
+        Path(path).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+
+
+DETECTORS = ("yunet", "yunet-native", "haar", "dlib-hog", "blazeface")
+
+
+def make_detectors(names: list[str], sides: list[int], blazeface: Path | None) -> dict[str, Detect]:
+    """The detectors to compare, by name (optional ones left out when not installed)."""
+    detectors: dict[str, Detect] = {}
+    if "yunet" in names:
+        for side in sides:
+            detectors[f"yunet@{side}" if len(sides) > 1 else "yunet"] = YuNetDetector(max_side=side).detect
+    if "yunet-native" in names:
+        detectors[f"yunet-native@{sides[0]}"] = YuNetDetector(max_side=sides[0], runtime="native").detect
+    if "haar" in names:
+        detectors["haar"] = HaarDetector().detect
+    hog = dlib_hog() if "dlib-hog" in names else None
+    if hog is not None:
+        detectors["dlib-hog"] = hog
+    if "blazeface" in names and blazeface is not None:
+        from training.image.blazeface import BlazeFace  # noqa: PLC0415  (optional, measurement only)
+
+        for variant in ("short", "full"):
+            detectors[f"blazeface-{variant}"] = BlazeFace(blazeface, variant).detect
+    return detectors
 
 
 if __name__ == "__main__":
