@@ -42,7 +42,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from pydantic import Field
 
-from shared.deps import get_model
+from shared.deps import loaded_model
 from shared.errors import ServiceError
 from shared.observability import Metrics
 from shared.settings import BaseServiceSettings
@@ -387,8 +387,8 @@ def batching(
     return while_ready
 
 
-def get_batcher(request: Request) -> MicroBatcher[Any, Any]:
+async def get_batcher(request: Request) -> MicroBatcher[Any, Any]:
     """The app's batcher (a route dependency), or 503 (the model's not-ready answer) until it is ready."""
-    get_model(request)
+    loaded_model(request)
     batcher: MicroBatcher[Any, Any] = request.app.state.batcher
     return batcher

@@ -51,19 +51,23 @@ api_key_scheme = APIKeyHeader(
 )
 
 
-def get_app_settings(request: Request) -> Settings:
+# The accessors below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in
+# the thread pool, a thread hop per dependency per request for a single attribute read.
+
+
+async def get_app_settings(request: Request) -> Settings:
     """The settings the app was created with."""
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_rate_limits(request: Request) -> RateLimits:
+async def get_rate_limits(request: Request) -> RateLimits:
     """The app's rate limiter."""
     limits: RateLimits = request.app.state.rate_limits
     return limits
 
 
-def get_fanout(request: Request) -> Fanout:
+async def get_fanout(request: Request) -> Fanout:
     """The app's inference-service caller (wraps the shared httpx client)."""
     fanout: Fanout = request.app.state.fanout
     return fanout
