@@ -38,6 +38,17 @@ class PredictionInput:
     transcribe: bool = False
 
 
+async def release_connection(session: AsyncSession) -> None:
+    """End the authentication query's read transaction before waiting on the services.
+
+    Otherwise every request in flight holds a pooled database connection for as long as the
+    services take, and concurrency beyond the pool size (``DB_POOL_SIZE`` + overflow, five + ten
+    for SQLite) queues for a connection instead of reaching the services. Loaded objects stay
+    usable (``expire_on_commit=False``); the result is written on a connection taken afresh.
+    """
+    await session.commit()
+
+
 def _result(outcome: Outcome) -> ModalityResult:
     if outcome.error is not None:
         return ModalityResult(status="error", latency_ms=outcome.latency_ms, error=outcome.error)
@@ -63,6 +74,7 @@ async def run_prediction(
     Raises UpstreamFailure (4xx passed through, 502, 503) only when no modality succeeded.
     """
     start = time.perf_counter()
+    await release_connection(session)
     transcript: TranscriptOut | None = None
     if request.transcribe and Modality.SPEECH in request.specs:
         outcomes, transcript = await _predict_transcribed(fanout, request.specs)

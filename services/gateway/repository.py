@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Select, cast, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, cast, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
@@ -57,15 +57,18 @@ async def is_token_revoked(*, session: AsyncSession, jti: str) -> bool:
     return (await session.get(RevokedToken, jti)) is not None
 
 
+#: Built once (every authenticated request runs it): the user and whether the token id was revoked.
+_USER_FOR_TOKEN = (
+    select(User, RevokedToken.jti)
+    .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti"))
+    .where(User.id == bindparam("user_id"))
+    .limit(1)
+)
+
+
 async def user_for_token(*, session: AsyncSession, user_id: int, jti: str) -> tuple[User | None, bool]:
     """The token's user and whether its ``jti`` was revoked, in one query."""
-    query = (
-        select(User, RevokedToken.jti)
-        .outerjoin(RevokedToken, RevokedToken.jti == jti)
-        .where(User.id == user_id)
-        .limit(1)
-    )
-    row = (await session.execute(query)).first()
+    row = (await session.execute(_USER_FOR_TOKEN, {"user_id": user_id, "jti": jti})).first()
     if row is None:
         return None, False
     return row[0], row[1] is not None

@@ -11,7 +11,7 @@ from services.gateway.bodylimits import JsonLimitedRoute
 from services.gateway.deps import CurrentUser, FanoutDep, SessionDep, SettingsDep
 from services.gateway.errors import NO_INPUT
 from services.gateway.fanout import RequestSpec, all_failed
-from services.gateway.predictions import PredictionInput, run_prediction, save_video
+from services.gateway.predictions import PredictionInput, release_connection, run_prediction, save_video
 from services.gateway.recording import VideoOptions, analyse_video
 from services.gateway.schemas import PredictionOut
 from services.gateway.settings import Settings
@@ -221,6 +221,7 @@ async def predict_video(
     ] = None,
 ) -> PredictionOut:
     """The result's ``timeline`` has every window; ``transcript`` the words; history keeps labels only."""
+    await release_connection(session)
     content = await read_video(video, max_bytes=settings.video_limit)
     rate = frame_rate or settings.video_frame_rate
     decoded = await anyio.to_thread.run_sync(
