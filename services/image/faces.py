@@ -269,7 +269,7 @@ class FaceDetector:
     """The service's face detector: ``yunet`` (default; landmarks) or ``haar`` (OpenCV cascade, no landmarks)."""
 
     def __init__(
-        self, *, max_side: int = 800, backend: Backend = "yunet", runtime: YuNetRuntime = "onnx", threads: int = 1
+        self, *, max_side: int = 1280, backend: Backend = "yunet", runtime: YuNetRuntime = "onnx", threads: int = 1
     ) -> None:
         self.backend: YuNetDetector | HaarDetector = (
             YuNetDetector(max_side=max_side, runtime=runtime, threads=threads)

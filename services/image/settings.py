@@ -22,7 +22,9 @@ class Settings(BatchingSettings):
     small_image_side: int = Field(
         default=96, ge=1, description="In auto mode an image with both sides <= this is taken whole, as a face crop."
     )
-    detection_max_side: int = Field(default=800, ge=64, description="Images are downscaled to this for detection.")
+    detection_max_side: int = Field(
+        default=1280, ge=64, description="Images are downscaled to this for detection (MODEL_CARD.md: recall vs side)."
+    )
     detector_runtime: Literal["onnx", "native"] = Field(
         default="onnx",
         description="How YuNet runs: its weights on onnxruntime (default, faster) or libfacedetection's own C++ code.",

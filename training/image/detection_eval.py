@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--path-scenes", type=int, default=200, help="photos for the photo-path accuracy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--yunet-sides", type=int, nargs="+", default=[800], help="YuNet detection max sides")
-    parser.add_argument("--path-side", type=int, default=800, help="YuNet max side for the photo path")
+    parser.add_argument("--path-side", type=int, default=1280, help="YuNet max side for the photo path")
+    parser.add_argument("--path-runtime", choices=["onnx", "native"], default="onnx", help="YuNet for the photo path")
     parser.add_argument("--detectors", nargs="+", default=["yunet", "haar", "dlib-hog"], choices=DETECTORS)
     parser.add_argument("--blazeface", type=Path, help="folder with MediaPipe's face_detection_*.tflite files")
     parser.add_argument("--json")
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         _write(args.json, results)
         return
     model = face_model.load(ARTIFACT_DIR)
-    yunet = YuNetDetector(max_side=args.path_side)
+    yunet = YuNetDetector(max_side=args.path_side, runtime=args.path_runtime)
     for condition in ("upright", "rotated", "dark"):
         rng_path = np.random.default_rng(args.seed + 1)
         idx_all: list[int] = []
