@@ -29,13 +29,21 @@ from services.gateway.db import (
     upgrade,
     wait_for_database,
 )
-from services.gateway.deps import access_of, current_principal, limit_by_ip, require_scope, require_session
+from services.gateway.deps import (
+    access_of,
+    current_principal,
+    end_auth_transaction,
+    limit_by_ip,
+    require_scope,
+    require_session,
+)
 from services.gateway.docs import CSP_BY_PATH, DASHBOARD_CSP, install_docs
 from services.gateway.errors import DatabaseNotMigrated
 from services.gateway.fanout import Fanout
 from services.gateway.ratelimit import RateLimits
 from services.gateway.routes import auth, health, history, keys, predictions
 from services.gateway.settings import Settings, get_settings
+from services.gateway.writer import PredictionWriter
 from shared.http import make_client
 from shared.service import create_service_app
 
@@ -162,6 +170,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        writer = PredictionWriter(app.state.sessionmaker)
+        writer.start()
+        app.state.writer = writer
         client = make_client(
             timeout=max(settings.service_timeout(s) for s in ("speech", "text", "image", "fusion")),
             connect_timeout=settings.connect_timeout_s,
@@ -180,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await writer.close()
             await client.aclose()
             await engine.dispose()
 
@@ -205,7 +217,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth.router, prefix="/api", dependencies=protected)
     app.include_router(auth.session_router, prefix="/api", dependencies=session_only)
     app.include_router(keys.router, prefix="/api", dependencies=session_only)
-    app.include_router(predictions.router, prefix="/api", dependencies=[*protected, Depends(require_scope("predict"))])
+    app.include_router(
+        predictions.router,
+        prefix="/api",
+        dependencies=[*protected, Depends(require_scope("predict")), Depends(end_auth_transaction)],
+    )
     app.include_router(history.router, prefix="/api", dependencies=[*protected, Depends(require_scope("history:read"))])
     _complete_allow_on_405(app)
 

@@ -34,6 +34,7 @@ from services.gateway.fanout import Fanout
 from services.gateway.models import ApiKey, User
 from services.gateway.ratelimit import RateLimits, client_ip
 from services.gateway.settings import Settings
+from services.gateway.writer import PredictionWriter
 
 API_KEY_HEADER = "X-API-Key"
 
@@ -73,10 +74,17 @@ async def get_fanout(request: Request) -> Fanout:
     return fanout
 
 
+async def get_writer(request: Request) -> PredictionWriter:
+    """The app's prediction writer (rows of concurrent requests share a commit)."""
+    writer: PredictionWriter = request.app.state.writer
+    return writer
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
 FanoutDep = Annotated[Fanout, Depends(get_fanout)]
+WriterDep = Annotated[PredictionWriter, Depends(get_writer)]
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,17 @@ async def current_user(principal: Annotated[Principal, Depends(current_principal
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def end_auth_transaction(session: SessionDep) -> None:
+    """Commit the authentication's reads, so the pooled connection goes back before the route's own work.
+
+    A prediction then waits on the services holding no database connection: otherwise every
+    request in flight holds one, and concurrency beyond the pool (``DB_POOL_SIZE`` + overflow;
+    five + ten for SQLite) queues for a connection instead of reaching the services. Loaded
+    objects stay usable (``expire_on_commit=False``).
+    """
+    await session.commit()
 
 
 async def require_session(principal: CurrentPrincipal) -> None:

@@ -5,9 +5,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from services.gateway import repository
 from services.gateway.fanout import Fanout, Outcome, RequestSpec, all_failed
 from services.gateway.models import Prediction
 from services.gateway.recording import VideoAnalysis, transcribe_and_read
@@ -22,6 +19,7 @@ from services.gateway.schemas import (
     TranscriptOut,
 )
 from services.gateway.video import DecodedVideo
+from services.gateway.writer import PredictionWriter
 from shared.labels import Emotion, Modality
 
 
@@ -36,17 +34,6 @@ class PredictionInput:
     image_bytes: int | None = None
     #: ``?transcribe=true``: the speech upload is also transcribed and its transcript is the text modality.
     transcribe: bool = False
-
-
-async def release_connection(session: AsyncSession) -> None:
-    """End the authentication query's read transaction before waiting on the services.
-
-    Otherwise every request in flight holds a pooled database connection for as long as the
-    services take, and concurrency beyond the pool size (``DB_POOL_SIZE`` + overflow, five + ten
-    for SQLite) queues for a connection instead of reaching the services. Loaded objects stay
-    usable (``expire_on_commit=False``); the result is written on a connection taken afresh.
-    """
-    await session.commit()
 
 
 def _result(outcome: Outcome) -> ModalityResult:
@@ -67,14 +54,13 @@ def _number(value: Any) -> float | None:
 
 
 async def run_prediction(
-    *, session: AsyncSession, fanout: Fanout, user_id: int, request: PredictionInput
+    *, writer: PredictionWriter, fanout: Fanout, user_id: int, request: PredictionInput
 ) -> PredictionOut:
     """Call the services, fuse (multimodal), store the outcome and return it.
 
     Raises UpstreamFailure (4xx passed through, 502, 503) only when no modality succeeded.
     """
     start = time.perf_counter()
-    await release_connection(session)
     transcript: TranscriptOut | None = None
     if request.transcribe and Modality.SPEECH in request.specs:
         outcomes, transcript = await _predict_transcribed(fanout, request.specs)
@@ -135,7 +121,7 @@ async def run_prediction(
         transcript=transcript.text if transcript is not None else None,
         transcript_length=len(transcript.text) if transcript is not None else None,
     )
-    await repository.save_prediction(session=session, prediction=row)
+    row = await writer.save(row)
     details = {m: o.extras for m, o in outcomes.items() if o.ok and o.extras}
     return to_out(row, details=details, transcript=transcript)
 
@@ -161,7 +147,7 @@ def _timeline_summary(timeline: Timeline) -> dict[str, Any]:
 
 
 async def save_video(
-    *, session: AsyncSession, user_id: int, video: DecodedVideo, analysis: VideoAnalysis, video_bytes: int
+    *, writer: PredictionWriter, user_id: int, video: DecodedVideo, analysis: VideoAnalysis, video_bytes: int
 ) -> PredictionOut:
     """Store a video prediction (timeline summary and metadata, never the media) and render it."""
     outcomes = analysis.outcomes
@@ -196,7 +182,7 @@ async def save_video(
         transcript_length=len(transcript.text) if transcript is not None else None,
         timeline=_timeline_summary(analysis.timeline),
     )
-    await repository.save_prediction(session=session, prediction=row)
+    row = await writer.save(row)
     details = {m: o.extras for m, o in outcomes.items() if o.ok and o.extras}
     return to_out(row, details=details, transcript=transcript, timeline=analysis.timeline)
 

@@ -8,10 +8,10 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway.bodylimits import JsonLimitedRoute
-from services.gateway.deps import CurrentUser, FanoutDep, SessionDep, SettingsDep
+from services.gateway.deps import CurrentUser, FanoutDep, SettingsDep, WriterDep
 from services.gateway.errors import NO_INPUT
 from services.gateway.fanout import RequestSpec, all_failed
-from services.gateway.predictions import PredictionInput, release_connection, run_prediction, save_video
+from services.gateway.predictions import PredictionInput, run_prediction, save_video
 from services.gateway.recording import VideoOptions, analyse_video
 from services.gateway.schemas import PredictionOut
 from services.gateway.settings import Settings
@@ -75,13 +75,13 @@ async def _image(file: UploadFile, settings: Settings) -> Upload:
     responses=error_responses(422, 502, 503),
 )
 async def predict_text(
-    body: TextRequest, user: CurrentUser, session: SessionDep, settings: SettingsDep, fanout: FanoutDep
+    body: TextRequest, user: CurrentUser, writer: WriterDep, settings: SettingsDep, fanout: FanoutDep
 ) -> PredictionOut:
     """Classifies the text with the text service; the result is saved to your history."""
     request = PredictionInput(
         kind="text", specs={Modality.TEXT: _text_spec(body.text, settings)}, text_length=len(body.text)
     )
-    return await run_prediction(session=session, fanout=fanout, user_id=user.id, request=request)
+    return await run_prediction(writer=writer, fanout=fanout, user_id=user.id, request=request)
 
 
 @router.post(
@@ -94,7 +94,7 @@ async def predict_speech(
     *,
     audio: Annotated[UploadFile, File(description="WAV, FLAC, OGG or MP3; checked by content.")],
     user: CurrentUser,
-    session: SessionDep,
+    writer: WriterDep,
     settings: SettingsDep,
     fanout: FanoutDep,
     transcribe: TranscribeParam = False,
@@ -111,7 +111,7 @@ async def predict_speech(
         audio_bytes=len(upload.content),
         transcribe=transcribe,
     )
-    return await run_prediction(session=session, fanout=fanout, user_id=user.id, request=request)
+    return await run_prediction(writer=writer, fanout=fanout, user_id=user.id, request=request)
 
 
 @router.post(
@@ -124,7 +124,7 @@ async def predict_image(
     *,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP or BMP; checked by content.")],
     user: CurrentUser,
-    session: SessionDep,
+    writer: WriterDep,
     settings: SettingsDep,
     fanout: FanoutDep,
     detect: Annotated[DetectMode, Query(description="Face detection: auto, always or never.")] = "auto",
@@ -134,7 +134,7 @@ async def predict_image(
     request = PredictionInput(
         kind="image", specs={Modality.IMAGE: _file_spec(upload, {"detect": detect})}, image_bytes=len(upload.content)
     )
-    return await run_prediction(session=session, fanout=fanout, user_id=user.id, request=request)
+    return await run_prediction(writer=writer, fanout=fanout, user_id=user.id, request=request)
 
 
 @router.post(
@@ -146,7 +146,7 @@ async def predict_image(
 async def predict_multimodal(
     *,
     user: CurrentUser,
-    session: SessionDep,
+    writer: WriterDep,
     settings: SettingsDep,
     fanout: FanoutDep,
     audio: Annotated[UploadFile | None, File(description="Optional speech recording.")] = None,
@@ -183,7 +183,7 @@ async def predict_multimodal(
         transcribe=transcribe and Modality.TEXT not in specs and Modality.SPEECH in specs,
         **request_meta,
     )
-    return await run_prediction(session=session, fanout=fanout, user_id=user.id, request=request)
+    return await run_prediction(writer=writer, fanout=fanout, user_id=user.id, request=request)
 
 
 VIDEO_DESCRIPTION = f"""Sends a recording through every modality and answers with a timeline.
@@ -210,7 +210,7 @@ async def predict_video(
     *,
     video: Annotated[UploadFile, File(description="MP4/H.264, WebM, MOV, MKV or FLV; checked by content.")],
     user: CurrentUser,
-    session: SessionDep,
+    writer: WriterDep,
     settings: SettingsDep,
     fanout: FanoutDep,
     frame_rate: Annotated[
@@ -221,7 +221,6 @@ async def predict_video(
     ] = None,
 ) -> PredictionOut:
     """The result's ``timeline`` has every window; ``transcript`` the words; history keeps labels only."""
-    await release_connection(session)
     content = await read_video(video, max_bytes=settings.video_limit)
     rate = frame_rate or settings.video_frame_rate
     decoded = await anyio.to_thread.run_sync(
@@ -243,6 +242,4 @@ async def predict_video(
     analysis = await analyse_video(fanout=fanout, video=decoded, options=options)
     if analysis.outcomes and not any(o.ok for o in analysis.outcomes.values()):
         raise all_failed(analysis.outcomes)
-    return await save_video(
-        session=session, user_id=user.id, video=decoded, analysis=analysis, video_bytes=len(content)
-    )
+    return await save_video(writer=writer, user_id=user.id, video=decoded, analysis=analysis, video_bytes=len(content))
