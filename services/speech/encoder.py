@@ -1,9 +1,12 @@
-"""The pretrained Whisper-base encoder (CTranslate2) that turns a speech window into hidden states.
+"""The pretrained Whisper-base encoder that turns a speech window into pooled hidden states.
 
 The weights are the hash-pinned ``shared.weights.WHISPER_BASE`` copy: :func:`load_encoder` refuses
-to start from a file whose sha256 is not the pinned one (``shared.weights.WeightsError``).
+to start from a file whose sha256 is not the pinned one (``shared.weights.WeightsError``). The
+network runs in NumPy (``services.speech.whisper_numpy``) so that any layer can be read, not only
+the last one CTranslate2's ``encode()`` returns.
 """
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,30 +14,40 @@ import numpy as np
 import numpy.typing as npt
 
 from services.speech.features import WhisperMelParams, whisper_logmel
+from services.speech.whisper_numpy import NumpyWhisperEncoder, read_ct2_variables
 from shared.weights import WHISPER_BASE, materialise
 
 FloatArray = npt.NDArray[np.float32]
 
 #: Width of Whisper-base's hidden states.
 HIDDEN_SIZE = 512
+#: Layer index meaning "the encoder's final output" (last block + final layer norm, what CTranslate2 returns).
+FINAL = -1
 
 
 class WhisperEncoder:
-    """``hidden_states(segment)`` -> (frames / 2, 512) last-layer states of Whisper-base's encoder."""
+    """Pooled states of chosen encoder layers for one mono 16 kHz window (no 30 s padding)."""
 
-    def __init__(self, model: Any, params: WhisperMelParams, *, folder: Path) -> None:
-        self.model = model
+    def __init__(self, network: NumpyWhisperEncoder, params: WhisperMelParams, *, folder: Path) -> None:
+        self.network = network
         self.params = params
         self.folder = folder
 
-    def hidden_states(self, segment: npt.NDArray[np.floating[Any]]) -> FloatArray:
-        """The encoder's output for one mono 16 kHz window (no 30 s padding)."""
-        import ctranslate2
+    @property
+    def num_layers(self) -> int:
+        return self.network.num_layers
 
+    def hidden_states(self, segment: npt.NDArray[np.floating[Any]]) -> FloatArray:
+        """The encoder's final output, (frames / 2, 512)."""
+        return self.network.output(whisper_logmel(segment, self.params))
+
+    def pooled_layers(self, segment: npt.NDArray[np.floating[Any]], layers: Sequence[int]) -> FloatArray:
+        """(len(layers), 1024): mean and std over time of each named layer (0 = embeddings, FINAL = output)."""
         mel = whisper_logmel(segment, self.params)
-        features = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None]))
-        out: FloatArray = np.asarray(self.model.encode(features, to_cpu=True), dtype=np.float32)[0]
-        return out
+        deepest = self.num_layers if FINAL in layers else max(layers)
+        states = self.network.layers(mel, upto=deepest)
+        picked = [self.network.final(states[-1]) if layer == FINAL else states[layer] for layer in layers]
+        return np.stack([pool(h) for h in picked])
 
 
 def pool(hidden: FloatArray) -> FloatArray:
@@ -43,18 +56,22 @@ def pool(hidden: FloatArray) -> FloatArray:
     return pooled
 
 
+def combine_layers(pooled: FloatArray, how: str) -> FloatArray:
+    """(layers, 1024) pooled states -> one vector: their mean (1024,) or their concatenation."""
+    out: FloatArray = pooled.mean(axis=0) if how == "mean" else pooled.reshape(-1)
+    return out
+
+
 def load_encoder(
     *,
     cache_dir: Path | None = None,
-    threads: int = 1,
-    compute_type: str = "float32",
     params: WhisperMelParams | None = None,
+    num_layers: int | None = None,
 ) -> WhisperEncoder:
-    """Assemble and verify the pinned weights (WeightsError if they are not the pinned file), then load them."""
-    import ctranslate2
+    """Assemble and verify the pinned weights (WeightsError if they are not the pinned file), then load them.
 
+    ``num_layers``: load only the first blocks (a head that reads a middle layer never needs the rest).
+    """
     folder = materialise(WHISPER_BASE, cache_dir)
-    model = ctranslate2.models.Whisper(
-        str(folder), device="cpu", compute_type=compute_type, intra_threads=threads, inter_threads=1
-    )
-    return WhisperEncoder(model, params or WhisperMelParams(), folder=folder)
+    network = NumpyWhisperEncoder(read_ct2_variables(folder / WHISPER_BASE.filename), num_layers=num_layers)
+    return WhisperEncoder(network, params or WhisperMelParams(), folder=folder)

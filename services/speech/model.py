@@ -2,8 +2,9 @@
 
 The network reads one or more named inputs:
 
-* ``whisper`` — mean and standard deviation over time of the last hidden layer of the pretrained
-  Whisper-base encoder (``services.speech.encoder``; hash-pinned weights from ``shared.weights``);
+* ``whisper`` — mean and standard deviation over time of chosen hidden layers of the pretrained
+  Whisper-base encoder (``services.speech.encoder``; hash-pinned weights from ``shared.weights``),
+  averaged or concatenated over those layers;
 * ``features`` — an utterance-level statistics vector (``services.speech.features.extract``);
 * ``logmel`` — a fixed-size log-mel patch (``services.speech.features.extract_logmel``).
 
@@ -23,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.speech.audio import SegmentationParams
-from services.speech.encoder import WhisperEncoder, load_encoder, pool
+from services.speech.encoder import FINAL, WhisperEncoder, combine_layers, load_encoder
 from services.speech.features import FeatureParams, LogMelParams, WhisperMelParams, extract, extract_logmel
 from shared.calibration import Calibrator, load_calibrator
 from shared.labels import LABELS
@@ -42,13 +43,30 @@ class EncoderConfig:
     compute_type: str = "float32"
     pooling: str = "mean_std"
     mel: WhisperMelParams = WhisperMelParams()
+    #: Which states are pooled: 0 = embeddings, 1-6 = after each block, -1 = the final normalised output.
+    layers: tuple[int, ...] = (FINAL,)
+    #: How the pooled layers become one vector: ``mean`` over layers or ``concat``.
+    combine: str = "concat"
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "mel": self.mel.to_json()}
+        return {**asdict(self), "mel": self.mel.to_json(), "layers": list(self.layers)}
+
+    @property
+    def num_layers(self) -> int | None:
+        """Blocks the encoder must run (None: all of them)."""
+        return None if FINAL in self.layers else max(self.layers)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "EncoderConfig":
-        config = cls(**{**data, "mel": WhisperMelParams.from_json(data.get("mel") or {})})
+        config = cls(
+            **{
+                **data,
+                "mel": WhisperMelParams.from_json(data.get("mel") or {}),
+                "layers": tuple(data.get("layers") or (FINAL,)),
+            }
+        )
+        if config.combine not in ("mean", "concat"):
+            raise ValueError(f"unknown layer combination {config.combine!r}")
         if (config.weights, config.sha256) != (WHISPER_BASE.name, WHISPER_BASE.sha256):
             raise ValueError(f"model wants encoder weights {config.weights} ({config.sha256}), not the pinned ones")
         if config.pooling != "mean_std":
@@ -140,7 +158,10 @@ class SpeechModel:
         if "whisper" in self.config.inputs:
             if self.encoder is None:
                 raise ValueError("model has a whisper input but no encoder was loaded")
-            inputs["whisper"] = np.stack([pool(self.encoder.hidden_states(s)) for s in segments])
+            encoder = self.config.encoder or EncoderConfig()
+            inputs["whisper"] = np.stack(
+                [combine_layers(self.encoder.pooled_layers(s, encoder.layers), encoder.combine) for s in segments]
+            )
         if "features" in self.config.inputs:
             inputs["features"] = np.stack([extract(s, self.config.features) for s in segments]).astype(np.float32)
         if "logmel" in self.config.inputs:
@@ -178,9 +199,11 @@ class SpeechModel:
 
 
 def configure_threads(threads: int) -> None:
-    """Limit TensorFlow's thread pools (must run before TF executes anything)."""
+    """Limit TensorFlow's thread pools (must run before TF executes anything) and NumPy's BLAS (the encoder)."""
     import tensorflow as tf
+    from threadpoolctl import threadpool_limits
 
+    threadpool_limits(threads, user_api="blas")
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -212,10 +235,7 @@ def load(path: Path, *, threads: int = 1, weights_cache: Path | None = None, cal
             raise ValueError("model config has a whisper input but no encoder parameters")
         try:
             encoder = load_encoder(
-                cache_dir=weights_cache,
-                threads=threads,
-                compute_type=config.encoder.compute_type,
-                params=config.encoder.mel,
+                cache_dir=weights_cache, params=config.encoder.mel, num_layers=config.encoder.num_layers
             )
         except WeightsError as exc:
             raise ValueError(str(exc)) from exc

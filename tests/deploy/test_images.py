@@ -40,7 +40,7 @@ READY_DEADLINE_S = 420.0
 #: Frameworks that must not be in an image (besides the image_check rules run during the build).
 MUST_NOT_CARRY = {
     "gateway": {"torch", "tensorflow", "tensorflow-cpu", "scikit-learn"},
-    "speech": {"torch"},
+    "speech": {"torch", "ctranslate2"},
     "text": {"tensorflow", "tensorflow-cpu"},
     "image": {"tensorflow", "tensorflow-cpu"},
     "fusion": {"torch", "tensorflow", "tensorflow-cpu"},

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.speech.model import load
+from services.speech.model import EncoderConfig, load
 from shared.labels import LABELS
 from tests.speech.conftest import voice, wav_bytes
 from training.speech import encode, train_whisper
@@ -36,8 +36,14 @@ def test_encode_caches_every_window(tiny: tuple[Path, Path]) -> None:
     data, feats = tiny
     files = sorted((feats / "orig" / "synthetic").glob("*.npz"))
     assert len(files) == 8
-    x, durations = train_whisper.pooled_windows(feats / "orig" / "synthetic" / "7.npz")
+    npz = feats / "orig" / "synthetic" / "7.npz"
+    with np.load(npz) as cached:
+        # Embeddings, six blocks and the final output, each mean+std pooled.
+        assert cached["pooled"].shape == (3, 8, 1024)
+    x, durations = train_whisper.pooled_windows(npz, EncoderConfig(layers=(2, 3, 4), combine="mean"))
     assert x.shape == (3, 1024) and np.isfinite(x).all()
+    both, _ = train_whisper.pooled_windows(npz, EncoderConfig(layers=(3, -1), combine="concat"))
+    assert both.shape == (3, 2048)
     assert durations.tolist() == pytest.approx([3.0, 3.0, 2.0], abs=0.1)
     # A second run resumes: nothing is recomputed.
     mtimes = [f.stat().st_mtime_ns for f in files]
@@ -47,7 +53,9 @@ def test_encode_caches_every_window(tiny: tuple[Path, Path]) -> None:
 
 def test_train_a_few_epochs_export_and_serve(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     data, feats = tiny
-    windows = train_whisper.load_windows(data, feats, datasets=["synthetic"])
+    # A middle-layer recipe: the service then runs only the first three blocks.
+    recipe = EncoderConfig(layers=(2, 3), combine="mean")
+    windows = train_whisper.load_windows(data, feats, datasets=["synthetic"], encoder=recipe)
     assert windows.x.shape == (10, 1024)
     rows = np.arange(len(windows.x))
     model = train_whisper.train_loop(windows, rows, HeadParams(epochs=3, batch_size=4, hidden=16))
@@ -55,8 +63,9 @@ def test_train_a_few_epochs_export_and_serve(tiny: tuple[Path, Path], tmp_path: 
     assert report["n"] == 8
     assert sum(map(sum, report["confusion"])) == 8
 
-    train_whisper.export(model, tmp_path, metrics={"note": "test"}, version="test")
+    train_whisper.export(model, tmp_path, metrics={"note": "test"}, encoder=recipe, version="test")
     served = load(tmp_path)
+    assert served.encoder is not None and served.encoder.num_layers == 3
     assert (served.name, served.version) == (train_whisper.MODEL_NAME, "test")
     probabilities = served.predict([voice(1.5, f0=120, seed=99), voice(2.0, f0=250, seed=98)])
     assert probabilities.shape == (2, len(LABELS))

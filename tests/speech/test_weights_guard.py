@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from services.speech import encoder
+from services.speech.model import EncoderConfig
 from services.speech.settings import Settings
 from shared.weights import WHISPER_BASE
 from tests.speech.conftest import _client, voice, wav_bytes
@@ -21,7 +22,7 @@ def tiny_head_folder(folder: Path) -> Path:
 
     inputs = keras.Input(shape=(1024,), name="whisper")
     network = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(inputs))
-    export(network, folder, metrics={}, version="test")
+    export(network, folder, metrics={}, encoder=EncoderConfig(layers=(3,)), version="test")
     return folder
 
 

@@ -1,8 +1,9 @@
-"""Cache Whisper-encoder hidden states for every speech window of the training datasets.
+"""Cache pooled Whisper-encoder states of every speech window of the training datasets.
 
-One ``.npz`` per clip (and augmentation) under ``--out``: ``hidden`` (all windows' states,
-float16, concatenated over time), ``lengths`` (states per window) and ``durations`` (seconds).
-Existing files are skipped, so an interrupted run resumes where it stopped.
+One ``.npz`` per clip (and augmentation) under ``--out``: ``pooled`` (windows, 8, 1024) float16,
+the mean and std over time of the embeddings (0), of each of the six blocks (1-6) and of the final
+normalised output (7), and ``durations`` (seconds per window). Existing files are skipped, so an
+interrupted run resumes where it stopped; ``--shard K/N`` lets N processes share the work.
 
     python -m training.speech.encode --data ../shared/data/speech --out /tmp/speech_feats
     python -m training.speech.encode --data ../shared/data/speech --out /tmp/speech_feats --augment mix --copies 2
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from services.speech.audio import SegmentationParams, decode, segment
-from services.speech.encoder import WhisperEncoder, load_encoder
+from services.speech.encoder import FINAL, HIDDEN_SIZE, WhisperEncoder, load_encoder
 from services.speech.errors import NoSpeech
 from training.speech.data import Clip, add_noise, ravdess_actor, read_clips
 
@@ -86,10 +87,9 @@ def clip_features(
         segments = segment(y, sample_rate=SAMPLE_RATE, params=segmentation)
     except NoSpeech:
         return None
-    states = [encoder.hidden_states(s.samples) for s in segments]
+    layers = [*range(encoder.num_layers + 1), FINAL]
     return {
-        "hidden": np.concatenate(states).astype(np.float16),
-        "lengths": np.asarray([h.shape[0] for h in states], dtype=np.int32),
+        "pooled": np.stack([encoder.pooled_layers(s.samples, layers) for s in segments]).astype(np.float16),
         "durations": np.asarray([s.duration for s in segments], dtype=np.float32),
     }
 
@@ -109,9 +109,13 @@ def run(
     threads: int,
     datasets: Sequence[str],
     every: int = 1,
+    shard: tuple[int, int] = (0, 1),
 ) -> None:
     """Encode every clip (or augmented copy) that has no cache file yet."""
-    encoder = load_encoder(threads=threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    encoder = load_encoder()
     segmentation = SegmentationParams()
     clips = load_clips(data, datasets, every)
     if augment != "orig":
@@ -120,6 +124,8 @@ def run(
     started, done = time.monotonic(), 0
     for k, tag in enumerate(tags):
         for i, clip in enumerate(clips):
+            if i % shard[1] != shard[0]:
+                continue
             target = feature_path(out, clip, data, tag)
             if target.is_file():
                 continue
@@ -131,8 +137,7 @@ def run(
             if features is None:
                 logger.warning("no speech in %s (%s)", clip.path, tag)
                 features = {
-                    "hidden": np.zeros((0, 512), np.float16),
-                    "lengths": np.zeros(0, np.int32),
+                    "pooled": np.zeros((0, encoder.num_layers + 2, 2 * HIDDEN_SIZE), np.float16),
                     "durations": np.zeros(0, np.float32),
                 }
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--every", type=int, default=1, help="encode every N-th clip of each manifest (a quicker cache)"
     )
+    parser.add_argument("--shard", default="0/1", help="K/N: encode only clips whose index is K modulo N")
     args = parser.parse_args(argv)
+    k, n = (int(v) for v in args.shard.split("/"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     run(
         data=args.data.resolve(),
@@ -169,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         threads=args.threads,
         datasets=args.datasets,
         every=args.every,
+        shard=(k, n),
     )
 
 

@@ -1,20 +1,23 @@
 """Train the Keras head over pooled Whisper-base encoder states, split by speaker.
 
-Needs the cache written by ``training.speech.encode`` (hidden states of every speech window).
+Needs the cache written by ``training.speech.encode`` (pooled states of every layer of every window).
+The default recipe: mean+std of blocks 1-6 concatenated (6,144 numbers per window), RAVDESS only
+(TESS and CASIA lowered accuracy on actors 13-16), two augmented copies, five heads averaged.
 
 Protocol (no window of an evaluation speaker is ever trained on):
 
-* ``select``: train on RAVDESS actors 01-12 + TESS + CASIA (+ augmented copies), pick the epoch with
-  the best clip-level macro-F1 on actors 13-16; writes ``selection.json``.
-* ``final``: train on actors 01-16 + TESS + CASIA for the selected number of epochs, report on
-  actors 17-20 (looked at by nothing else), export the artefacts the service loads.
-* ``loso``: leave one TESS/CASIA speaker out (train on everything else but actors 17-20) and report
-  on that speaker.
+* ``select``: train on RAVDESS actors 01-12 (+ augmented copies), pick the epoch with the best
+  clip-level macro-F1 of the averaged heads on actors 13-16; writes ``selection.json``.
+* ``final``: train on actors 01-16 for the selected number of epochs, report on actors 17-20
+  (looked at by nothing else), export the artefacts the service loads.
+* ``loso``: leave one TESS/CASIA speaker out (train on everything else but actors 17-20; pass
+  ``--datasets ravdess tess casia``) and report on that speaker.
 
     python -m training.speech.train_whisper select --feats /tmp/speech_feats --out /tmp/speech_head
     python -m training.speech.train_whisper final --feats /tmp/speech_feats --out /tmp/speech_head \\
         --export services/speech/artifacts
-    python -m training.speech.train_whisper loso --feats /tmp/speech_feats --out /tmp/speech_head
+    python -m training.speech.train_whisper loso --feats /tmp/speech_feats --out /tmp/speech_loso \\
+        --datasets ravdess tess casia --seeds 1
 """
 
 import argparse
@@ -24,13 +27,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from services.speech.audio import SegmentationParams
+from services.speech.encoder import FINAL, combine_layers
 from services.speech.features import FeatureParams
 from services.speech.model import MODEL_FILE, EncoderConfig, ModelConfig, configure_threads
 from shared.labels import LABELS, NUM_LABELS
@@ -40,6 +44,8 @@ from training.speech.data import Clip, ravdess_actor, read_clips
 logger = logging.getLogger("training.speech.train_whisper")
 
 MODEL_NAME = "speech-emotion-whisper"
+#: Position of the final normalised output in the cache's layer axis (training.speech.encode).
+CACHED_FINAL = 7
 DATASETS = ("ravdess", "tess", "casia")
 
 
@@ -48,28 +54,33 @@ DATASETS = ("ravdess", "tess", "casia")
 class Windows:
     """Pooled encoder states of speech windows, with the clip each came from."""
 
-    x: np.ndarray  # (n, 1024) float32: mean and std over time of the last hidden layer
+    x: np.ndarray  # (n, d) float32: mean and std over time of the chosen layers, combined
     clip: np.ndarray  # (n,) index into ``clips``
     duration: np.ndarray  # (n,) seconds
     copy: np.ndarray  # (n,) 0 for the original audio, k + 1 for augmented copy k
     clips: list[Clip] = field(default_factory=list)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
 
 
-def pooled_windows(npz: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(windows, 1024) mean+std pooled states and (windows,) durations of one cached clip."""
+def pooled_windows(npz: Path, encoder: EncoderConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(windows, d) pooled states of ``encoder.layers``, combined as the service does, and (windows,) durations."""
     with np.load(npz) as data:
-        hidden = data["hidden"].astype(np.float32)
-        lengths = data["lengths"]
+        pooled = data["pooled"].astype(np.float32)
         durations = data["durations"]
-    rows = []
-    for chunk in np.split(hidden, np.cumsum(lengths)[:-1]) if len(lengths) else []:
-        rows.append(np.concatenate([chunk.mean(axis=0), chunk.std(axis=0)]))
-    x = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 1024), np.float32)
-    return x, durations.astype(np.float32)
+    # The cache holds the embeddings, the six blocks and the final output (index 7 = FINAL).
+    index = [CACHED_FINAL if layer == FINAL else layer for layer in encoder.layers]
+    x = np.stack([combine_layers(p[index], encoder.combine) for p in pooled]) if len(pooled) else None
+    width = 1024 if encoder.combine == "mean" else 1024 * len(index)
+    return (x if x is not None else np.zeros((0, width), np.float32)), durations.astype(np.float32)
 
 
 def load_windows(
-    data: Path, feats: Path, *, augment_tags: Sequence[str] = (), datasets: Sequence[str] = DATASETS
+    data: Path,
+    feats: Path,
+    *,
+    augment_tags: Sequence[str] = (),
+    datasets: Sequence[str] = DATASETS,
+    encoder: EncoderConfig = EncoderConfig(),
 ) -> Windows:
     """Every cached window of the datasets' clips: the original audio and the given augmented copies."""
     clips: list[Clip] = []
@@ -86,7 +97,7 @@ def load_windows(
                 # holds only part of a dataset's clips.
                 missing[tag] = missing.get(tag, 0) + 1
                 continue
-            x, d = pooled_windows(npz)
+            x, d = pooled_windows(npz, encoder)
             xs.append(x)
             owners.extend([i] * len(x))
             durations.append(d)
@@ -101,6 +112,7 @@ def load_windows(
         duration=np.concatenate(durations),
         copy=np.asarray(copies, dtype=np.int64),
         clips=clips,
+        encoder=encoder,
     )
 
 
@@ -223,7 +235,15 @@ def train_loop(
 # ------------------------------------------------------------------------------------- evaluation
 def evaluate(model: Any, w: Windows, rows: np.ndarray) -> dict[str, Any]:
     """Clip-level report (accuracy, macro-F1, per-class, confusion) of ``model`` on the windows ``rows``."""
-    probs = np.asarray(model.predict(w.x[rows], batch_size=1024, verbose=0), dtype=np.float64)
+    return evaluate_probabilities(window_probabilities(model, w, rows), w, rows)
+
+
+def window_probabilities(model: Any, w: Windows, rows: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(w.x[rows], batch_size=1024, verbose=0), dtype=np.float64)
+
+
+def evaluate_probabilities(probs: np.ndarray, w: Windows, rows: np.ndarray) -> dict[str, Any]:
+    """Clip-level report from the window probabilities of ``rows`` (duration-weighted, as the service does)."""
     clip_ids, clip_probs = clip_probabilities(probs, w.clip[rows], w.duration[rows])
     y_true = np.array([w.clips[i].label for i in clip_ids])
     present = sorted(set(y_true.tolist()))
@@ -241,7 +261,9 @@ def summary(report: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------------------- export
-def export(model: Any, folder: Path, *, metrics: dict[str, Any], version: str | None = None) -> None:
+def export(
+    model: Any, folder: Path, *, metrics: dict[str, Any], encoder: EncoderConfig, version: str | None = None
+) -> None:
     """Write the head and its JSON so ``services.speech.model.load`` serves it."""
     folder.mkdir(parents=True, exist_ok=True)
     model.save(folder / MODEL_FILE)
@@ -253,12 +275,12 @@ def export(model: Any, folder: Path, *, metrics: dict[str, Any], version: str | 
         segmentation=SegmentationParams(),
         metrics=metrics,
         inputs=("whisper",),
-        encoder=EncoderConfig(),
+        encoder=encoder,
     ).save(folder)
 
 
 # --------------------------------------------------------------------------------------- ensemble
-def ensemble(head: Any, legacy_dir: Path, weight: float) -> tuple[Any, ModelConfig]:
+def ensemble(head: Any, legacy_dir: Path, weight: float, encoder: EncoderConfig) -> tuple[Any, ModelConfig]:
     """One Keras model: ``weight`` x the Whisper head + (1 - weight) x the log-mel model in ``legacy_dir``."""
     import keras
 
@@ -283,7 +305,7 @@ def ensemble(head: Any, legacy_dir: Path, weight: float) -> tuple[Any, ModelConf
         metrics={},
         logmel=legacy.config.logmel,
         inputs=tuple(inputs),
-        encoder=EncoderConfig(),
+        encoder=encoder,
     )
     return combined, config
 
@@ -296,32 +318,63 @@ def not_report_split(c: Clip) -> bool:
     return c.dataset != "ravdess" or ravdess_actor(c) <= 16
 
 
-def run_select(w: Windows, hp: HeadParams, out: Path, augmented: bool) -> dict[str, Any]:
-    """Train on actors 01-12 (+ TESS, CASIA) and score every epoch on actors 13-16."""
+def run_select(w: Windows, hp: HeadParams, out: Path, augmented: bool, seeds: int = 1) -> dict[str, Any]:
+    """Train ``seeds`` heads on actors 01-12 (+ the other datasets); score their average every 5 epochs on 13-16."""
     train_rows = select_rows(w, lambda c: c.dataset != "ravdess" or ravdess_actor(c) <= 12, augmented=augmented)
     val_rows = select_rows(w, ravdess_actors(13, 16), augmented=False)
+    per_epoch: dict[int, list[np.ndarray]] = {}
+
+    def collect(epoch: int, model: Any) -> None:
+        if epoch % 5 == 0 or epoch == hp.epochs:
+            per_epoch.setdefault(epoch, []).append(window_probabilities(model, w, val_rows))
+
+    for seed in range(seeds):
+        train_loop(w, train_rows, replace(hp, seed=hp.seed + seed), on_epoch=collect)
     history: list[dict[str, float]] = []
-
-    def score(epoch: int, model: Any) -> None:
-        if epoch % 5 and epoch != hp.epochs:
-            return
-        report = evaluate(model, w, val_rows)
-        history.append({"epoch": epoch, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]})
-        logger.info("epoch %d actors 13-16: %s", epoch, summary(report))
-
-    train_loop(w, train_rows, hp, on_epoch=score)
+    for epoch, probs in sorted(per_epoch.items()):
+        report = evaluate_probabilities(np.mean(probs, axis=0), w, val_rows)
+        history.append({"epoch": epoch, **{k: report[k] for k in ("accuracy", "macro_f1", "min_recall")}})
+        logger.info("epoch %d actors 13-16 (%d heads): %s", epoch, seeds, summary(report))
     best = max(history, key=lambda h: (h["macro_f1"], -h["epoch"]))
-    result = {"params": asdict(hp), "augmented": augmented, "history": history, "best": best}
+    result = {"params": asdict(hp), "seeds": seeds, "augmented": augmented, "history": history, "best": best}
     out.mkdir(parents=True, exist_ok=True)
     (out / "selection.json").write_text(json.dumps(result, indent=2) + "\n")
     logger.info("best epoch %d: actors 13-16 acc=%.4f macro_f1=%.4f", best["epoch"], best["accuracy"], best["macro_f1"])
     return result
 
 
-def run_final(w: Windows, hp: HeadParams, out: Path, augmented: bool, export_to: Path | None) -> dict[str, Any]:
-    """Train on actors 01-16 (+ TESS, CASIA) and report on actors 17-20; export if asked."""
+def average_heads(heads: Sequence[Any]) -> Any:
+    """One Keras model whose output is the mean of the heads' probabilities (a seed ensemble)."""
+    import keras
+
+    if len(heads) == 1:
+        return heads[0]
+    inputs = keras.Input(shape=(heads[0].inputs[0].shape[1],), name="whisper")
+    outputs = [keras.Model(h.inputs[0], h.outputs[0], name=f"head_{k}")(inputs) for k, h in enumerate(heads)]
+    return keras.Model(inputs, keras.layers.Average(name="probs")(outputs), name="speech_emotion_whisper_heads")
+
+
+def run_final(
+    w: Windows, hp: HeadParams, out: Path, augmented: bool, export_to: Path | None, *, seeds: int = 1
+) -> dict[str, Any]:
+    """Train ``seeds`` heads on actors 01-16 (+ the other datasets), average them, report on 17-20; export if asked.
+
+    Each finished head is saved (``head_<k>.keras``) and an interrupted one resumes from its backup.
+    """
+    import keras
+
     train_rows = select_rows(w, not_report_split, augmented=augmented)
-    model = train_loop(w, train_rows, hp, checkpoint_dir=out / "final_backup")
+    heads = []
+    for seed in range(seeds):
+        saved = out / f"head_{seed}.keras"
+        if saved.is_file():
+            heads.append(keras.saving.load_model(saved, compile=False))
+            continue
+        head = train_loop(w, train_rows, replace(hp, seed=hp.seed + seed), checkpoint_dir=out / f"final_backup_{seed}")
+        out.mkdir(parents=True, exist_ok=True)
+        head.save(saved)
+        heads.append(head)
+    model = average_heads(heads)
     report = evaluate(model, w, select_rows(w, ravdess_actors(17, 20), augmented=False))
     logger.info("actors 17-20: %s", summary(report))
     out.mkdir(parents=True, exist_ok=True)
@@ -330,11 +383,11 @@ def run_final(w: Windows, hp: HeadParams, out: Path, augmented: bool, export_to:
     if export_to is not None:
         metrics = {
             "ravdess_actors_17_20": {k: report[k] for k in ("n", "accuracy", "macro_f1", "min_recall")},
-            "trained_on": "RAVDESS actors 01-16 + TESS OAF + CASIA (4 speakers)"
-            + (" + augmented copies" if augmented else ""),
+            "trained_on": trained_on(w) + (" + augmented copies" if augmented else ""),
+            "heads": seeds,
             "epochs": hp.epochs,
         }
-        export(model, export_to, metrics=metrics)
+        export(model, export_to, metrics=metrics, encoder=w.encoder)
     return report
 
 
@@ -364,9 +417,9 @@ def run_ensemble(w: Windows, hp: HeadParams, args: argparse.Namespace, augmented
     if (args.out / MODEL_FILE).is_file():
         head = keras.saving.load_model(args.out / MODEL_FILE, compile=False)
     else:
-        run_final(w, hp, args.out, augmented, None)
+        run_final(w, hp, args.out, augmented, None, seeds=args.seeds)
         head = keras.saving.load_model(args.out / MODEL_FILE, compile=False)
-    combined, config = ensemble(head, args.legacy, args.weight)
+    combined, config = ensemble(head, args.legacy, args.weight, w.encoder)
     folder: Path = args.export
     folder.mkdir(parents=True, exist_ok=True)
     combined.save(folder / MODEL_FILE)
@@ -383,13 +436,22 @@ def run_ensemble(w: Windows, hp: HeadParams, args: argparse.Namespace, augmented
     metrics = {
         "ravdess_actors_17_20": {k: report[k] for k in ("n", "accuracy", "macro_f1", "min_recall")},
         "kind": f"{args.weight:g} x Whisper-base head + {1 - args.weight:g} x the log-mel models in {args.legacy.name}",
-        "head_trained_on": "RAVDESS actors 01-16 + TESS OAF + CASIA (4 speakers)",
+        "head_trained_on": trained_on(w),
         "head_epochs": hp.epochs,
     }
     (args.out / "ensemble_report.json").write_text(json.dumps(report, indent=2) + "\n")
     config = ModelConfig.from_json({**config.to_json(), "metrics": metrics})
     config.save(folder)
     return report
+
+
+def trained_on(w: Windows) -> str:
+    names = {"ravdess": "RAVDESS actors 01-16", "tess": "TESS OAF", "casia": "CASIA (4 speakers)"}
+    return " + ".join(names.get(d, d) for d in dict.fromkeys(c.dataset for c in w.clips))
+
+
+def encoder_config(args: argparse.Namespace) -> EncoderConfig:
+    return EncoderConfig(layers=tuple(args.layers), combine=args.combine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -401,9 +463,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--export", type=Path, help="write the service artefacts here (final, ensemble modes)")
     parser.add_argument("--legacy", type=Path, help="log-mel model folder to blend with (ensemble mode)")
     parser.add_argument("--weight", type=float, default=0.5, help="the Whisper head's share in the blend")
-    parser.add_argument("--augment-tags", nargs="*", default=["mix0"], help="cached augmented copies to train on")
+    parser.add_argument(
+        "--augment-tags", nargs="*", default=["mix0", "mix1"], help="cached augmented copies to train on"
+    )
     parser.add_argument("--epochs", type=int, help="default: selection.json's best epoch (final), else 60")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TRAIN_THREADS", "1")))
+    parser.add_argument(
+        "--layers",
+        type=int,
+        nargs="+",
+        default=[1, 2, 3, 4, 5, 6],
+        help="encoder layers pooled (0-6; -1 = final output)",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="heads trained with different seeds and averaged")
+    parser.add_argument(
+        "--datasets", nargs="+", default=["ravdess"], help="training datasets (RAVDESS is the report set)"
+    )
+    parser.add_argument("--combine", choices=["mean", "concat"], default="concat", help="how the layers are combined")
     for name, value in asdict(HeadParams()).items():
         if name != "epochs":
             parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
@@ -418,13 +494,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         hp.epochs = int(json.loads((args.out / "selection.json").read_text())["best"]["epoch"])
     started = time.monotonic()
     tags = [t for t in args.augment_tags if (args.feats / t).is_dir()]
-    w = load_windows(args.data.resolve(), args.feats, augment_tags=tags)
+    w = load_windows(
+        args.data.resolve(), args.feats, augment_tags=tags, datasets=args.datasets, encoder=encoder_config(args)
+    )
     augmented = bool(tags)
     logger.info("%d windows of %d clips (augmented copies: %s); %s", len(w.x), len(w.clips), tags or "none", hp)
     if args.mode == "select":
-        run_select(w, hp, args.out, augmented)
+        run_select(w, hp, args.out, augmented, args.seeds)
     elif args.mode == "final":
-        run_final(w, hp, args.out, augmented, args.export)
+        run_final(w, hp, args.out, augmented, args.export, seeds=args.seeds)
     elif args.mode == "loso":
         run_loso(w, hp, args.out, augmented)
     else:
