@@ -490,7 +490,9 @@ async def bench_scale_out(fleet: Fleet, args: argparse.Namespace, out: dict[str,
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     request = text_request("/api/predict/text")
     await load(gateway.url, request, concurrency=4, total=8, headers=headers)
-    result: dict[str, Any] = {"replicas_before": 3, "connection_max_age_s": 10}
+    # The gateway's defaults: each pooled connection carries at most 16 requests (HAProxy in TCP
+    # mode, like a Service, balances connections), and the pool is renewed every 10 s.
+    result: dict[str, Any] = {"replicas_before": 3, "connection_max_age_s": 10, "connection_max_requests": 16}
     for concurrency in (4, 32):
         before = replica_counts(urls[:3])
         run = await load(gateway.url, request, concurrency=concurrency, duration_s=d, headers=headers)

@@ -4,6 +4,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 
+import httpcore
 import httpx
 from pydantic import SecretStr
 
@@ -19,6 +20,70 @@ async def _forward_request_id(request: httpx.Request) -> None:
 
 #: Default lifetime of a pooled keep-alive connection (see :class:`RecyclingTransport`).
 MAX_CONNECTION_AGE_S = 10.0
+#: Default number of requests a pooled connection carries before it is closed (see :class:`CountedConnection`).
+MAX_REQUESTS_PER_CONNECTION = 16
+
+
+class CountedConnection(httpcore.AsyncConnectionInterface):
+    """A pooled connection that takes at most ``max_requests`` requests, then closes once idle.
+
+    An L4 balancer (a Kubernetes Service, HAProxy in TCP mode) spreads connections, not
+    requests. A keep-alive connection carries as many requests as its replica answers while it
+    lives, so a faster replica, or the connection the pool happens to pick first, gets more
+    than its share, for as long as the connection lives. With a fixed number of requests per
+    connection, each replica gets the same number of requests per connection the balancer sends
+    it, and the balancer spreads those evenly: the shares no longer depend on speed or on the
+    pool's choice. One reconnect per ``max_requests`` requests is the cost.
+    """
+
+    def __init__(self, connection: httpcore.AsyncConnectionInterface, max_requests: int) -> None:
+        self._connection = connection
+        self._max_requests = max_requests
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        self.requests += 1
+        try:
+            return await self._connection.handle_async_request(request)
+        except httpcore.ConnectionNotAvailable:
+            self.requests -= 1  # the pool retries it on another connection
+            raise
+
+    async def aclose(self) -> None:
+        await self._connection.aclose()
+
+    def info(self) -> str:
+        return f"{self._connection.info()}, {self.requests}/{self._max_requests} requests"
+
+    def can_handle_request(self, origin: httpcore.Origin) -> bool:
+        return self._connection.can_handle_request(origin)
+
+    def is_available(self) -> bool:
+        return self.requests < self._max_requests and self._connection.is_available()
+
+    def has_expired(self) -> bool:
+        used_up = self.requests >= self._max_requests and self._connection.is_idle()
+        return used_up or self._connection.has_expired()
+
+    def is_idle(self) -> bool:
+        return self._connection.is_idle()
+
+    def is_closed(self) -> bool:
+        return self._connection.is_closed()
+
+
+def bounded_transport(limits: httpx.Limits, *, max_requests: int | None) -> httpx.AsyncHTTPTransport:
+    """httpx's pooled transport whose connections each carry at most ``max_requests`` requests (None: no bound)."""
+    transport = httpx.AsyncHTTPTransport(limits=limits)
+    if max_requests is not None:
+        pool = transport._pool  # httpcore's pool creates every connection through create_connection()
+        create = pool.create_connection
+
+        def create_counted(origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+            return CountedConnection(create(origin), max_requests)
+
+        pool.create_connection = create_counted  # type: ignore[method-assign]
+    return transport
 
 
 class _TrackedStream(httpx.AsyncByteStream):
@@ -106,17 +171,25 @@ def make_client(
     transport: httpx.AsyncBaseTransport | None = None,
     internal_token: SecretStr | str | None = None,
     max_connection_age_s: float | None = MAX_CONNECTION_AGE_S,
+    max_requests_per_connection: int | None = MAX_REQUESTS_PER_CONNECTION,
 ) -> httpx.AsyncClient:
     """An AsyncClient with explicit timeouts and request-id propagation; create once per app.
 
     With ``internal_token`` every call carries it in ``X-Internal-Token`` (service-to-service auth).
-    Pooled connections are recycled every ``max_connection_age_s`` (None: never), so replicas
-    added behind a Service receive work (see :class:`RecyclingTransport`).
+    Replicas behind a Service (an L4 balancer) share the load evenly, new ones included: each
+    pooled connection carries at most ``max_requests_per_connection`` requests (see
+    :class:`CountedConnection`), and the pool is replaced every ``max_connection_age_s``, so a
+    lightly used connection does not stay on one replica either (see :class:`RecyclingTransport`).
+    None turns either off.
     """
     token = internal_token.get_secret_value() if isinstance(internal_token, SecretStr) else internal_token
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 2)
-    if transport is None and max_connection_age_s is not None:
-        transport = RecyclingTransport(lambda: httpx.AsyncHTTPTransport(limits=limits), max_age_s=max_connection_age_s)
+    if transport is None:
+
+        def pool() -> httpx.AsyncHTTPTransport:
+            return bounded_transport(limits, max_requests=max_requests_per_connection)
+
+        transport = pool() if max_connection_age_s is None else RecyclingTransport(pool, max_age_s=max_connection_age_s)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=connect_timeout),
         limits=limits,

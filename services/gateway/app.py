@@ -179,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             internal_token=settings.internal_token,
             max_connections=settings.upstream_max_connections,
             max_connection_age_s=settings.upstream_connection_max_age_s,
+            max_requests_per_connection=settings.upstream_connection_max_requests,
         )
         app.state.http_client = client
         app.state.fanout = Fanout(client, settings)

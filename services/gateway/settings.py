@@ -53,9 +53,11 @@ class Settings(BaseServiceSettings):
     #: Whisper on one core runs at 0.2-1x real time (quiet vs busy CPU): ten minutes of audio can take minutes.
     asr_timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=2.0, gt=0)
-    #: Pooled connections to the services: at most this many, each replaced after this age, so
-    #: replicas added behind a Service (or `docker compose --scale`) receive work too.
+    #: Pooled connections to the services: at most this many, each carrying at most this many
+    #: requests and replaced after this age, so the replicas behind a Service (or `docker compose
+    #: --scale`), new ones included, share the load evenly (see shared/http.py).
     upstream_max_connections: int = Field(default=100, ge=1)
+    upstream_connection_max_requests: int = Field(default=16, ge=1)
     upstream_connection_max_age_s: float = Field(default=10.0, gt=0)
     health_timeout_s: float = Field(default=2.0, gt=0)
 

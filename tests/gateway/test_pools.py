@@ -1,10 +1,11 @@
 """The gateway's pools come from its settings: database connections and upstream keep-alive."""
 
 import aiosqlite
+import httpcore
 import httpx
 
 from services.gateway.db import create_engine
-from shared.http import RecyclingTransport
+from shared.http import CountedConnection, RecyclingTransport
 from tests.gateway.factories import auth_headers, prediction_body
 
 
@@ -19,12 +20,17 @@ async def test_database_pool_is_sized_from_settings(app_client, database_url):
 
 
 async def test_upstream_connections_are_recycled_so_new_replicas_get_work(app_client):
-    async with app_client(upstream_max_connections=7, upstream_connection_max_age_s=3.0) as client:
+    async with app_client(
+        upstream_max_connections=7, upstream_connection_max_age_s=3.0, upstream_connection_max_requests=5
+    ) as client:
         http = client.app.state.http_client
         transport = http._transport
         assert isinstance(transport, RecyclingTransport)
         assert transport._max_age_s == 3.0
-        assert http._transport._current._pool._max_connections == 7
+        pool = http._transport._current._pool
+        assert pool._max_connections == 7
+        connection = pool.create_connection(httpcore.Origin(b"http", b"text", 8002))
+        assert isinstance(connection, CountedConnection) and connection._max_requests == 5
 
 
 async def test_no_database_connection_is_held_while_the_services_work(app_client, upstream, database_url):

@@ -1,10 +1,13 @@
-"""Pooled connections are recycled, so replicas added behind a Service get traffic."""
+"""Pooled connections are recycled and carry a bounded number of requests: replicas behind a Service share the load."""
 
 import asyncio
 
+import httpcore
 import httpx
+import pytest
+import uvicorn
 
-from shared.http import RecyclingTransport, make_client
+from shared.http import CountedConnection, RecyclingTransport, make_client
 
 
 class Pool(httpx.MockTransport):
@@ -60,3 +63,81 @@ def test_make_client_recycles_by_default_but_not_a_given_transport() -> None:
     mock = httpx.MockTransport(lambda _request: httpx.Response(204))
     assert make_client(timeout=1.0, transport=mock)._transport is mock
     assert not isinstance(make_client(timeout=1.0, max_connection_age_s=None)._transport, RecyclingTransport)
+
+
+class FakeConnection(httpcore.AsyncConnectionInterface):
+    """An always-ready HTTP/1.1 connection that answers 200 (or refuses once, as a busy one does)."""
+
+    def __init__(self, refuse_first: bool = False) -> None:
+        self.idle, self.closed, self.refuse = True, False, refuse_first
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:  # noqa: ARG002
+        if self.refuse:
+            self.refuse = False
+            raise httpcore.ConnectionNotAvailable()
+        return httpcore.Response(200)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def can_handle_request(self, origin: httpcore.Origin) -> bool:  # noqa: ARG002
+        return True
+
+    def is_available(self) -> bool:
+        return self.idle
+
+    def has_expired(self) -> bool:
+        return False
+
+    def is_idle(self) -> bool:
+        return self.idle
+
+    def is_closed(self) -> bool:
+        return self.closed
+
+    def info(self) -> str:
+        return "fake"
+
+
+async def test_a_connection_takes_a_fixed_number_of_requests_then_expires_once_idle() -> None:
+    inner = FakeConnection(refuse_first=True)
+    connection = CountedConnection(inner, max_requests=3)
+    request = httpcore.Request("GET", "http://svc/")
+    with pytest.raises(httpcore.ConnectionNotAvailable):
+        await connection.handle_async_request(request)  # refused: not counted, the pool retries elsewhere
+    for _ in range(2):
+        await connection.handle_async_request(request)
+    assert connection.is_available() and not connection.has_expired()
+    await connection.handle_async_request(request)
+    assert connection.requests == 3
+    assert not connection.is_available()  # no fourth request on it
+    inner.idle = False
+    assert not connection.has_expired()  # still answering its last one
+    inner.idle = True
+    assert connection.has_expired()  # the pool closes it; the next request opens a new connection
+
+
+async def test_pooled_connections_carry_a_bounded_number_of_requests() -> None:
+    served: list[int] = []
+
+    async def app(scope, receive, send):  # a server that notes which connection each request came on
+        if scope["type"] == "lifespan":
+            return
+        served.append(scope["client"][1])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        async with make_client(timeout=5.0, max_requests_per_connection=4) as client:
+            for _ in range(12):
+                assert (await client.get(f"http://127.0.0.1:{port}/")).status_code == 200
+        assert [served.count(p) for p in dict.fromkeys(served)] == [4, 4, 4]
+    finally:
+        server.should_exit = True
+        await task
