@@ -23,6 +23,8 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / "deploy" / "compose.env.example"
 SCHEMA = json.loads((Path(__file__).with_name("compose_spec.json")).read_text())
 INFERENCE = ("speech", "text", "image", "fusion", "asr")
+#: Services with a micro-batcher (shared/batching.py): MAX_CONCURRENT_BATCHES model calls at once.
+BATCHING_SERVICES = ("speech", "text", "image", "fusion")
 REQUIRED_SECRETS = {"SECRET_KEY", "MYSQL_PASSWORD", "MYSQL_ROOT_PASSWORD", "INTERNAL_TOKEN"}
 #: Values a user would put into .env for the required (empty in the example) secrets.
 FILLED = {
@@ -208,7 +210,11 @@ def test_services_are_limited_and_hardened(name: str) -> None:
     spec = service(name)
     limits = spec["deploy"]["resources"]["limits"]
     assert float(limits["cpus"]) > 0 and re.fullmatch(r"\d+[MG]", limits["memory"])
-    assert int(spec["environment"]["INFERENCE_THREADS"]) <= float(limits["cpus"])
+    env = spec["environment"]
+    # One model call uses INFERENCE_THREADS threads; MAX_CONCURRENT_BATCHES calls may run at once.
+    assert int(env["INFERENCE_THREADS"]) * int(env.get("MAX_CONCURRENT_BATCHES", 1)) <= float(limits["cpus"])
+    if name in BATCHING_SERVICES:
+        assert "MAX_CONCURRENT_BATCHES" in env, "set explicitly with the threads it multiplies"
     assert spec["read_only"] is True and spec["tmpfs"] == ["/tmp"]
     assert spec["cap_drop"] == ["ALL"] and "no-new-privileges:true" in spec["security_opt"]
     assert spec["environment"]["ENVIRONMENT"] == "production"

@@ -17,6 +17,8 @@ OVERLAYS = ("base", "dev", "production")
 #: The oldest Kubernetes still commonly run, and the newest schema kubernetes-validate ships.
 K8S_VERSIONS = ("1.29.0", kubernetes_validate.utils.latest_version())
 INFERENCE = ("speech", "text", "image", "fusion", "asr")
+#: Services with a micro-batcher (shared/batching.py): MAX_CONCURRENT_BATCHES model calls at once.
+BATCHING_SERVICES = ("speech", "text", "image", "fusion")
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["kubectl", "version", "--client"], capture_output=True, check=False).returncode != 0,
@@ -88,8 +90,12 @@ def test_each_service_has_probes_resources_and_a_hardened_pod(overlay: str, name
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 120, "model loading needs time"
     resources = container["resources"]
     assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
-    threads = {e["name"]: e.get("value") for e in container.get("env", [])}["INFERENCE_THREADS"]
-    assert int(threads) <= max(1.0, cores(resources["limits"]["cpu"])), "more threads than CPUs only thrash"
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    # One model call uses INFERENCE_THREADS threads; MAX_CONCURRENT_BATCHES calls may run at once.
+    threads = int(env["INFERENCE_THREADS"]) * int(env.get("MAX_CONCURRENT_BATCHES") or 1)
+    assert threads <= max(1.0, cores(resources["limits"]["cpu"])), "more threads than CPUs only thrash"
+    if name in BATCHING_SERVICES:
+        assert "MAX_CONCURRENT_BATCHES" in env, "set explicitly with the threads it multiplies"
     assert container["image"].split("/")[-1].split(":")[0] == name
 
     pod_security = spec["securityContext"]
