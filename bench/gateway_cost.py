@@ -142,17 +142,6 @@ async def profile(args: argparse.Namespace) -> None:
             for i in range(50):
                 assert (await _text(client, i)).status_code == 200
             start = time.process_time()
-            if os.environ.get("PYINSTRUMENT"):
-                from pyinstrument import Profiler
-
-                pyi = Profiler(interval=0.0002, async_mode="disabled")
-                pyi.start()
-                for i in range(args.requests):
-                    await _text(client, i)
-                pyi.stop()
-                Path(args.profile).write_text(pyi.output_text(show_all=False, unicode=False, color=False))
-                print(f"in process: {1000 * (time.process_time() - start) / args.requests:.2f} CPU ms per request")
-                return
             profiler = cProfile.Profile()
             profiler.enable()
             for i in range(args.requests):
