@@ -57,14 +57,21 @@ class PredictionWriter:
             await self._task
 
     async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                batch, self._pending = self._pending[: self._max_rows], self._pending[self._max_rows :]
-                await self._write(batch)
-            if self._closed:
-                return
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._pending:
+                    batch, self._pending = self._pending[: self._max_rows], self._pending[self._max_rows :]
+                    await self._write(batch)
+                if self._closed:
+                    return
+        finally:  # cancelled (the loop is going away): nobody may wait forever for a row
+            self._closed = True
+            for _, done in self._pending:
+                if not done.done():
+                    done.set_exception(RuntimeError("prediction writer stopped"))
+            self._pending.clear()
 
     async def _write(self, batch: list[tuple[Prediction, asyncio.Future[Prediction]]]) -> None:
         try:

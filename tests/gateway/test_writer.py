@@ -88,3 +88,17 @@ async def test_a_caller_that_goes_away_keeps_its_row_and_close_writes_what_is_pe
     assert await count_rows(sessionmaker) == 2
     with pytest.raises(RuntimeError):
         await writer.save(row(user_id))
+
+
+async def test_callers_are_not_left_waiting_when_the_writer_is_cancelled(sessionmaker):
+    user_id = await make_user(sessionmaker)
+    writer = PredictionWriter(sessionmaker)
+    writer.start()
+    await asyncio.sleep(0)  # the writer waits for work
+    waiting = asyncio.create_task(writer.save(row(user_id)))
+    await asyncio.sleep(0)  # queued, the writer woken but not yet running
+    writer._task.cancel()
+    with pytest.raises(RuntimeError, match="writer stopped"):
+        await waiting
+    with pytest.raises(RuntimeError):
+        await writer.save(row(user_id))
