@@ -45,7 +45,9 @@ def artifact_key(files: Iterable[Path], *extra: str) -> str:
 def cached_onnx(path: Path, build: Callable[[], bytes]) -> bytes:
     """The ONNX bytes at ``path``, building (and atomically writing) them first if missing.
 
-    An unwritable cache only costs the export at every start, never the service.
+    An unwritable cache only costs the export at every start, never the service. The file is
+    readable by everyone (not the temporary file's 0600): an image build writes it as root
+    for a service that runs as another user.
     """
     if path.is_file():
         return path.read_bytes()
@@ -54,6 +56,7 @@ def cached_onnx(path: Path, build: Callable[[], bytes]) -> bytes:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".part") as handle:
             handle.write(data)
+        os.chmod(handle.name, 0o644)
         os.replace(handle.name, path)
     except OSError:
         pass

@@ -77,11 +77,49 @@ def test_builder_installs_only_the_services_extra(service: str) -> None:
     sources = [s for step in builder.steps if isinstance(step, Copy) for s in step.sources]
     assert f"services/{service}/" in sources
     assert not any(s in {".", "./", "services", "services/"} for s in sources)
-    assert not any(s.startswith(("tests", "training", "data")) for s in sources)
+    assert not any(s.startswith(("tests", "data")) for s in sources)
+    # Of training/, only the ONNX exporter, and never where pip would install it (see below).
+    assert {s for s in sources if s.startswith("training")} <= set(EXPORTER)
 
     lines = extra_requirements.requirements(PYPROJECT, service)
     project = PYPROJECT["project"]
     assert lines == [*project["dependencies"], *project["optional-dependencies"][service]]
+
+
+#: What the text and image builders copy in to export their model to ONNX.
+EXPORTER = ("training/__init__.py", "training/export_onnx.py")
+ONNX_CACHE = "/opt/venv/share/onnx"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_text_and_image_images_carry_their_onnx_export(service: str) -> None:
+    """A new text or image container loads the ONNX file exported at build time instead of exporting."""
+    builder = parse().image(service, target="builder")
+    steps = builder.steps
+    exporter = next(i for i, step in enumerate(steps) if isinstance(step, Copy) and step.sources == list(EXPORTER))
+    assert steps[exporter].destination.startswith("/opt/exporter/"), "outside /src: pip never installs it"
+    runs = {i: step.command for i, step in enumerate(steps) if isinstance(step, Run)}
+    install = next(i for i, command in runs.items() if "pip install --no-deps ." in command)
+    assert install < exporter
+    (export,) = [step.command for step in steps if isinstance(step, Run) and "training.export_onnx" in step.command]
+    assert f"--out {ONNX_CACHE}" in export and '--only "${SERVICE}"' in export
+    assert 'if [ "${SERVICE}" = text ] || [ "${SERVICE}" = image ]' in export
+    # It imports the installed package (cwd outside /src), whose model files the service hashes.
+    assert "cd /tmp && PYTHONPATH=/opt/exporter python -m training.export_onnx" in export
+    runtime = parse().image(service)
+    assert runtime.env.get("ONNX_CACHE_DIR") == (ONNX_CACHE if service in {"text", "image"} else None)
+    assert [(c.sources, c.destination) for c in runtime.copies if c.from_stage == "builder"] == [
+        (["/opt/venv"], "/opt/venv")
+    ], "the export travels inside the virtualenv"
+
+
+def test_the_exporter_cli_is_what_the_dockerfile_calls() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "training.export_onnx", "--help"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert "--out" in help_text and "--only" in help_text
+    assert all(not DockerIgnore.load().excluded(path) for path in EXPORTER)
+    assert DockerIgnore.load().excluded("training/cli.py")
 
 
 def test_text_image_has_no_tensorflow_and_speech_image_has_no_torch() -> None:
