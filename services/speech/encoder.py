@@ -49,6 +49,29 @@ class WhisperEncoder:
         picked = [self.network.final(states[-1]) if layer == FINAL else states[layer] for layer in layers]
         return np.stack([pool(h) for h in picked])
 
+    def pooled_layers_batch(
+        self, segments: Sequence[npt.NDArray[np.floating[Any]]], layers: Sequence[int]
+    ) -> list[FloatArray]:
+        """:meth:`pooled_layers` for many windows: windows of the same length share one batched pass.
+
+        Served windows are mostly exactly 3 s, so concurrent requests' windows go through each weight
+        matrix together (larger products use the BLAS threads better than many small ones).
+        """
+        mels = [whisper_logmel(s, self.params) for s in segments]
+        deepest = self.num_layers if FINAL in layers else max(layers)
+        out: list[FloatArray | None] = [None] * len(mels)
+        by_length: dict[int, list[int]] = {}
+        for i, mel in enumerate(mels):
+            by_length.setdefault(mel.shape[1], []).append(i)
+        for indices in by_length.values():
+            states = self.network.layers(np.stack([mels[i] for i in indices]), upto=deepest)
+            for row, i in enumerate(indices):
+                picked = [
+                    self.network.final(states[-1][row]) if layer == FINAL else states[layer][row] for layer in layers
+                ]
+                out[i] = np.stack([pool(h) for h in picked])
+        return [p for p in out if p is not None]
+
 
 def pool(hidden: FloatArray) -> FloatArray:
     """Mean and standard deviation over time: a (2 * 512,) summary of a window's hidden states."""

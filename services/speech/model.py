@@ -159,9 +159,8 @@ class SpeechModel:
             if self.encoder is None:
                 raise ValueError("model has a whisper input but no encoder was loaded")
             encoder = self.config.encoder or EncoderConfig()
-            inputs["whisper"] = np.stack(
-                [combine_layers(self.encoder.pooled_layers(s, encoder.layers), encoder.combine) for s in segments]
-            )
+            pooled = self.encoder.pooled_layers_batch(segments, encoder.layers)
+            inputs["whisper"] = np.stack([combine_layers(p, encoder.combine) for p in pooled])
         if "features" in self.config.inputs:
             inputs["features"] = np.stack([extract(s, self.config.features) for s in segments]).astype(np.float32)
         if "logmel" in self.config.inputs:

@@ -84,10 +84,10 @@ def _layer_norm(x: FloatArray, gamma: FloatArray, beta: FloatArray, eps: float =
 
 
 def _conv1d(x: FloatArray, weight: FloatArray, bias: FloatArray, stride: int) -> FloatArray:
-    """(frames, in) -> (frames', out), kernel 3, padding 1, as one matmul over stacked shifted views."""
-    padded = np.pad(x, ((1, 1), (0, 0)))
-    n_out = (x.shape[0] - 1) // stride + 1
-    cols = np.concatenate([padded[k : k + stride * (n_out - 1) + 1 : stride] for k in range(3)], axis=1)
+    """(batch, frames, in) -> (batch, frames', out), kernel 3, padding 1, one matmul over stacked shifted views."""
+    padded = np.pad(x, ((0, 0), (1, 1), (0, 0)))
+    n_out = (x.shape[1] - 1) // stride + 1
+    cols = np.concatenate([padded[:, k : k + stride * (n_out - 1) + 1 : stride] for k in range(3)], axis=2)
     out: FloatArray = cols @ weight + bias
     return out
 
@@ -143,34 +143,41 @@ class NumpyWhisperEncoder:
         self.width = self.positions.shape[1]
 
     def _attention(self, x: FloatArray, block: _Block) -> FloatArray:
-        t = x.shape[0]
+        b, t, _ = x.shape
         heads = self.num_heads
         d = self.width // heads
         qkv = x @ block.qkv[0] + block.qkv[1]
         q, k, v = (
-            qkv[:, i * self.width : (i + 1) * self.width].reshape(t, heads, d).transpose(1, 0, 2) for i in range(3)
+            qkv[..., i * self.width : (i + 1) * self.width].reshape(b, t, heads, d).transpose(0, 2, 1, 3)
+            for i in range(3)
         )
-        scores = (q @ k.transpose(0, 2, 1)) * np.float32(1.0 / math.sqrt(d))
+        scores = (q @ k.transpose(0, 1, 3, 2)) * np.float32(1.0 / math.sqrt(d))
         scores -= scores.max(axis=-1, keepdims=True)
         weights = np.exp(scores)
         weights /= weights.sum(axis=-1, keepdims=True)
-        context = (weights @ v).transpose(1, 0, 2).reshape(t, self.width)
+        context = (weights @ v).transpose(0, 2, 1, 3).reshape(b, t, self.width)
         out: FloatArray = context @ block.out[0] + block.out[1]
         return out
 
     def layers(self, mel: FloatArray, upto: int | None = None) -> list[FloatArray]:
-        """Hidden states (frames / 2, width) for one (n_mels, frames) log-mel input, layers 0..upto."""
+        """Hidden states for layers 0..upto of a (n_mels, frames) log-mel input, or of a batch of them.
+
+        One input gives (frames / 2, width) per layer; a (batch, n_mels, frames) stack of inputs with
+        the same length gives (batch, frames / 2, width): one matrix product per weight for all of them.
+        """
         upto = self.num_layers if upto is None else min(upto, self.num_layers)
-        x = _gelu(_conv1d(np.ascontiguousarray(mel.T, dtype=np.float32), *self.conv[0], stride=1))
+        single = mel.ndim == 2
+        batch = np.ascontiguousarray((mel[None] if single else mel).transpose(0, 2, 1), dtype=np.float32)
+        x = _gelu(_conv1d(batch, *self.conv[0], stride=1))
         x = _gelu(_conv1d(x, *self.conv[1], stride=2))
-        x = (x + self.positions[: x.shape[0]]).astype(np.float32)
+        x = (x + self.positions[: x.shape[1]]).astype(np.float32)
         states = [x]
         for block in self.blocks[:upto]:
             x = x + self._attention(_layer_norm(x, *block.ln1), block)
             h = _gelu(_layer_norm(x, *block.ln2) @ block.fc1[0] + block.fc1[1])
             x = (x + h @ block.fc2[0] + block.fc2[1]).astype(np.float32)
             states.append(x)
-        return states
+        return [h[0] for h in states] if single else states
 
     def final(self, last: FloatArray) -> FloatArray:
         """The final layer norm applied to the last block's states."""

@@ -57,3 +57,13 @@ def test_a_truncated_file_is_refused(encoder: WhisperEncoder, tmp_path: Path) ->
 def test_num_heads_and_depth_come_from_the_file(encoder: WhisperEncoder) -> None:
     network: NumpyWhisperEncoder = encoder.network
     assert (network.num_heads, network.depth, network.width) == (8, 6, 512)
+
+
+def test_a_batch_of_windows_gives_each_window_its_own_states(encoder: WhisperEncoder) -> None:
+    # Two 3 s windows share one pass, the 1.2 s one runs on its own; order is kept.
+    windows = [voice(3.0, f0=150, seed=7), voice(1.2, f0=220, seed=8), voice(3.0, f0=300, seed=9)]
+    batched = encoder.pooled_layers_batch(windows, [1, 4, FINAL])
+    one_by_one = [encoder.pooled_layers(w, [1, 4, FINAL]) for w in windows]
+    assert len(batched) == 3
+    for got, expected in zip(batched, one_by_one, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)

@@ -10,11 +10,15 @@ Protocol (no window of an evaluation speaker is ever trained on):
   clip-level macro-F1 of the averaged heads on actors 13-16; writes ``selection.json``.
 * ``final``: train on actors 01-16 for the selected number of epochs, report on actors 17-20
   (looked at by nothing else), export the artefacts the service loads.
+* ``calibrate``: out-of-fold probabilities of actors 01-16 (four speaker folds) fit the calibrator;
+  checked on actors 17-20 with the final heads; ``--export`` writes ``calibration.json``.
 * ``loso``: leave one TESS/CASIA speaker out (train on everything else but actors 17-20; pass
   ``--datasets ravdess tess casia``) and report on that speaker.
 
     python -m training.speech.train_whisper select --feats /tmp/speech_feats --out /tmp/speech_head
     python -m training.speech.train_whisper final --feats /tmp/speech_feats --out /tmp/speech_head \\
+        --export services/speech/artifacts
+    python -m training.speech.train_whisper calibrate --feats /tmp/speech_feats --out /tmp/speech_head \\
         --export services/speech/artifacts
     python -m training.speech.train_whisper loso --feats /tmp/speech_feats --out /tmp/speech_loso \\
         --datasets ravdess tess casia --seeds 1
@@ -391,6 +395,82 @@ def run_final(
     return report
 
 
+def run_calibrate(
+    w: Windows, hp: HeadParams, out: Path, augmented: bool, export_to: Path | None, *, seeds: int = 1, folds: int = 4
+) -> dict[str, Any]:
+    """Fit the calibrator on held-out speakers, check it on others; write ``calibration.json`` if asked.
+
+    Actors 01-16 are split into ``folds`` speaker groups; each group's clips are predicted by
+    ``seeds`` heads trained (same recipe and epochs as the final model) on the other groups. Those
+    out-of-fold clip probabilities (960 clips) fit temperature or vector scaling; the final model's
+    (``out/head_*.keras``) probabilities on actors 17-20, which neither the model nor the calibrator
+    saw, give the before/after figures.
+    """
+    import keras
+
+    from training.calibration import calibration_metrics, fit_calibrator, save_reliability_png
+
+    groups = np.array_split(np.arange(1, 17), folds)
+    labels, probabilities = [], []
+    for k, group in enumerate(groups):
+        cached = out / f"calibration_fold_{k}.npz"
+        held = (int(group[0]), int(group[-1]))
+        rows = select_rows(w, ravdess_actors(*held), augmented=False)
+        if not cached.is_file():
+            train_rows = select_rows(
+                w,
+                lambda c, g=set(group.tolist()): (
+                    c.dataset != "ravdess" or ravdess_actor(c) not in g | set(range(17, 21))
+                ),
+                augmented=augmented,
+            )
+            heads = [train_loop(w, train_rows, replace(hp, seed=hp.seed + s)) for s in range(seeds)]
+            probs = np.mean([window_probabilities(h, w, rows) for h in heads], axis=0)
+            clip_ids, clip_probs = clip_probabilities(probs, w.clip[rows], w.duration[rows])
+            out.mkdir(parents=True, exist_ok=True)
+            np.savez(cached, clip_ids=clip_ids, probs=clip_probs)
+            logger.info("fold %d (actors %02d-%02d held out) done", k, *held)
+        with np.load(cached) as data:
+            labels.extend(w.clips[int(i)].label for i in data["clip_ids"])
+            probabilities.append(data["probs"])
+    y_fit, p_fit = np.asarray(labels), np.concatenate(probabilities)
+    calibrator, info = fit_calibrator(y_fit, p_fit, fitted_on=f"{len(y_fit)} out-of-fold clips of RAVDESS actors 01-16")
+    final = average_heads([keras.saving.load_model(p, compile=False) for p in sorted(out.glob("head_*.keras"))])
+    rows = select_rows(w, ravdess_actors(17, 20), augmented=False)
+    clip_ids, p_test = clip_probabilities(window_probabilities(final, w, rows), w.clip[rows], w.duration[rows])
+    y_test = np.array([w.clips[i].label for i in clip_ids])
+    calibrated = calibrator(p_test)
+    result = {
+        "fitted_on": {
+            "clips": len(y_fit),
+            "chosen": info["chosen"],
+            "cv_nll": info["cv_nll"],
+            "before": info["before"],
+        },
+        "calibrator": calibrator.to_json(),
+        "actors_17_20": {
+            "before": {**calibration_metrics(y_test, p_test), "accuracy": float(np.mean(p_test.argmax(1) == y_test))},
+            "after": {
+                **calibration_metrics(y_test, calibrated),
+                "accuracy": float(np.mean(calibrated.argmax(1) == y_test)),
+            },
+        },
+    }
+    logger.info("calibration on actors 17-20: %s", json.dumps(result["actors_17_20"]))
+    (out / "calibration_report.json").write_text(json.dumps(result, indent=2) + "\n")
+    if export_to is not None:
+        from shared.calibration import CALIBRATION_FILE
+
+        calibrator.save(export_to / CALIBRATION_FILE)
+        save_reliability_png(
+            y_test,
+            {"before": p_test, "after": calibrated},
+            str(out / "reliability_actors_17_20.png"),
+            "speech: reliability on RAVDESS actors 17-20 (calibrator fitted on actors 01-16, out of fold)",
+        )
+    return result
+
+
 def run_loso(w: Windows, hp: HeadParams, out: Path, augmented: bool) -> dict[str, Any]:
     """Leave each TESS / CASIA speaker out in turn: train on the rest (never actors 17-20), test on it."""
     speakers = sorted({c.speaker for c in w.clips if c.dataset in ("tess", "casia")})
@@ -456,7 +536,7 @@ def encoder_config(args: argparse.Namespace) -> EncoderConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["select", "final", "loso", "ensemble"])
+    parser.add_argument("mode", choices=["select", "final", "calibrate", "loso", "ensemble"])
     parser.add_argument("--data", type=Path, default=Path("../shared/data/speech"))
     parser.add_argument("--feats", type=Path, default=Path("/tmp/speech_feats"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/speech_head"))
@@ -490,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     hp = HeadParams(**{k: getattr(args, k) for k in asdict(HeadParams()) if k != "epochs"})
     if args.epochs is not None:
         hp.epochs = args.epochs
-    elif args.mode in ("final", "loso") and (args.out / "selection.json").is_file():
+    elif args.mode in ("final", "calibrate", "loso") and (args.out / "selection.json").is_file():
         hp.epochs = int(json.loads((args.out / "selection.json").read_text())["best"]["epoch"])
     started = time.monotonic()
     tags = [t for t in args.augment_tags if (args.feats / t).is_dir()]
@@ -503,6 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_select(w, hp, args.out, augmented, args.seeds)
     elif args.mode == "final":
         run_final(w, hp, args.out, augmented, args.export, seeds=args.seeds)
+    elif args.mode == "calibrate":
+        run_calibrate(w, hp, args.out, augmented, args.export, seeds=args.seeds)
     elif args.mode == "loso":
         run_loso(w, hp, args.out, augmented)
     else:
