@@ -1,6 +1,6 @@
 """Speech models side by side on one CPU core: load + warm-up time, per-clip latency, realtime factor.
 
-Each model folder is timed in its own subprocess (one thread for TensorFlow and CTranslate2) on
+Each model folder is timed in its own subprocess (one thread for TensorFlow and for the BLAS that runs the NumPy Whisper encoder) on
 the same clips through the service's path (decode, segment, features/encoder, head, combine):
 
 * a synthetic 3-second voice-like clip (the issue's yardstick: realtime factor >= 20x), repeated;

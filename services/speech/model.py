@@ -180,7 +180,11 @@ class SpeechModel:
         if n == 0:
             return np.zeros((0, len(LABELS)))
         x: Any = inputs[self.config.inputs[0]] if len(self.config.inputs) == 1 else inputs
-        out: npt.NDArray[np.float64] = np.asarray(self.network(x, training=False), dtype=np.float64)
+        import keras
+
+        # convert_to_numpy, not np.asarray: keras may run on the torch backend in a process that
+        # imported it for the text model first, where outputs are tensors that require grad.
+        out = np.asarray(keras.ops.convert_to_numpy(self.network(x, training=False)), dtype=np.float64)
         normalised: npt.NDArray[np.float64] = self.calibrator(out / out.sum(axis=1, keepdims=True))
         return normalised
 

@@ -67,3 +67,15 @@ def test_a_batch_of_windows_gives_each_window_its_own_states(encoder: WhisperEnc
     assert len(batched) == 3
     for got, expected in zip(batched, one_by_one, strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_gelu_is_the_exact_erf_gelu() -> None:
+    from scipy.special import erf
+
+    from services.speech.whisper_numpy import _gelu
+
+    x = (np.random.default_rng(0).standard_normal((64, 256)) * 4).astype(np.float32)
+    exact = 0.5 * x.astype(np.float64) * (1 + erf(x.astype(np.float64) / np.sqrt(2)))
+    got = _gelu(x.copy())
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, exact, atol=1e-6)
