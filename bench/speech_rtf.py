@@ -1,7 +1,8 @@
 """Speech models side by side on one CPU core: load + warm-up time, per-clip latency, realtime factor.
 
-Each model folder is timed in its own subprocess (one thread for TensorFlow and for the BLAS that runs the NumPy Whisper encoder) on
-the same clips through the service's path (decode, segment, features/encoder, head, combine):
+Each model folder is timed in its own subprocess (one thread for TensorFlow and for the BLAS that
+runs the NumPy Whisper encoder) on the same clips through the service's path (decode, segment,
+features/encoder, head, combine):
 
 * a synthetic 3-second voice-like clip (the issue's yardstick: realtime factor >= 20x), repeated;
 * ``--n`` RAVDESS actors 17-20 clips from ``--data`` when that folder exists.
