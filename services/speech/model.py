@@ -245,5 +245,7 @@ def load(path: Path, *, threads: int = 1, weights_cache: Path | None = None, cal
     configure_threads(threads)
     import keras
 
-    network = keras.saving.load_model(model_file, compile=False)
+    from services.speech.layers import HalfStoredDense
+
+    network = keras.saving.load_model(model_file, compile=False, custom_objects={"HalfStoredDense": HalfStoredDense})
     return SpeechModel(network, config, encoder, calibrator)

@@ -18,5 +18,9 @@ def test_shipped_model_runs_on_the_pinned_encoder() -> None:
     assert probabilities.shape == (2, len(LABELS))
     assert (probabilities >= 0).all()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    # The head is small: the encoder's weights come from the pinned packages, not the repository.
+    # The head reads the middle blocks' pooled states; the shipped calibrator is loaded and applied.
+    assert model.config.encoder is not None and model.config.encoder.layers == (1, 2, 3, 4, 5, 6)
+    assert model.calibrator.to_json()["kind"] in ("temperature", "vector")
+    # The encoder's weights come from the pinned packages, not the repository.
+    # Five 6,144 -> 256 -> 7 heads, about 3.2 MB each with their first layer stored in float16.
     assert (ARTIFACTS_DIR / "speech_emotion.keras").stat().st_size < 25 * 1024 * 1024

@@ -347,6 +347,23 @@ def run_select(w: Windows, hp: HeadParams, out: Path, augmented: bool, seeds: in
     return result
 
 
+def inference_head(head: Any) -> Any:
+    """A trained head (see :func:`build_head`) as served: standardise -> dense (float16 storage) -> probs.
+
+    Noise and dropout are identities at inference and are left out; the wide first layer keeps its
+    weights in half precision (``services.speech.layers.HalfStoredDense``), halving the file.
+    """
+    import keras
+
+    from services.speech.layers import HalfStoredDense
+
+    inputs = keras.Input(shape=(head.inputs[0].shape[1],), name="whisper")
+    h = head.get_layer("standardise")(inputs)
+    h = HalfStoredDense.from_dense(head.get_layer("dense"))(h)
+    out = head.get_layer("probs")(h)
+    return keras.Model(inputs, out, name=head.name)
+
+
 def average_heads(heads: Sequence[Any]) -> Any:
     """One Keras model whose output is the mean of the heads' probabilities (a seed ensemble)."""
     import keras
@@ -378,7 +395,7 @@ def run_final(
         out.mkdir(parents=True, exist_ok=True)
         head.save(saved)
         heads.append(head)
-    model = average_heads(heads)
+    model = average_heads([inference_head(h) for h in heads])
     report = evaluate(model, w, select_rows(w, ravdess_actors(17, 20), augmented=False))
     logger.info("actors 17-20: %s", summary(report))
     out.mkdir(parents=True, exist_ok=True)
@@ -435,7 +452,8 @@ def run_calibrate(
             probabilities.append(data["probs"])
     y_fit, p_fit = np.asarray(labels), np.concatenate(probabilities)
     calibrator, info = fit_calibrator(y_fit, p_fit, fitted_on=f"{len(y_fit)} out-of-fold clips of RAVDESS actors 01-16")
-    final = average_heads([keras.saving.load_model(p, compile=False) for p in sorted(out.glob("head_*.keras"))])
+    heads = [keras.saving.load_model(p, compile=False) for p in sorted(out.glob("head_*.keras"))]
+    final = average_heads([inference_head(h) for h in heads])
     rows = select_rows(w, ravdess_actors(17, 20), augmented=False)
     clip_ids, p_test = clip_probabilities(window_probabilities(final, w, rows), w.clip[rows], w.duration[rows])
     y_test = np.array([w.clips[i].label for i in clip_ids])
@@ -466,7 +484,7 @@ def run_calibrate(
             y_test,
             {"before": p_test, "after": calibrated},
             str(out / "reliability_actors_17_20.png"),
-            "speech: reliability on RAVDESS actors 17-20 (calibrator fitted on actors 01-16, out of fold)",
+            "speech, RAVDESS actors 17-20\n(calibrator fitted on actors 01-16 out of fold)",
         )
     return result
 
