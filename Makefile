@@ -52,10 +52,13 @@ train-image: $(STAMP) ## Train the face model (see services/image/MODEL_CARD.md)
 	$(PY) -m training.image.train --data $(DATA)/image/fer2013
 
 train-speech: $(STAMP) ## Train the speech model (see services/speech/MODEL_CARD.md)
-	$(PY) -m training.speech.encode --data $(DATA)/speech --datasets ravdess --out /tmp/speech_feats
+	$(PY) -m training.speech.encode --data $(DATA)/speech --out /tmp/speech_feats
 	$(PY) -m training.speech.encode --data $(DATA)/speech --datasets ravdess --out /tmp/speech_feats --augment mix --copies 2
-	$(PY) -m training.speech.train_whisper select --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head --epochs 80
+	$(PY) -m training.speech.train_whisper select --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
+		--seeds 3 --epochs 80
 	$(PY) -m training.speech.train_whisper final --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
+		--export services/speech/artifacts
+	$(PY) -m training.speech.train_whisper calibrate --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
 		--export services/speech/artifacts
 
 train-fusion: $(STAMP) ## Train the fusion forest (see services/fusion/MODEL_CARD.md)
