@@ -37,17 +37,9 @@ class WhisperEncoder:
     def num_layers(self) -> int:
         return self.network.num_layers
 
-    def hidden_states(self, segment: npt.NDArray[np.floating[Any]]) -> FloatArray:
-        """The encoder's final output, (frames / 2, 512)."""
-        return self.network.output(whisper_logmel(segment, self.params))
-
     def pooled_layers(self, segment: npt.NDArray[np.floating[Any]], layers: Sequence[int]) -> FloatArray:
         """(len(layers), 1024): mean and std over time of each named layer (0 = embeddings, FINAL = output)."""
-        mel = whisper_logmel(segment, self.params)
-        deepest = self.num_layers if FINAL in layers else max(layers)
-        states = self.network.layers(mel, upto=deepest)
-        picked = [self.network.final(states[-1]) if layer == FINAL else states[layer] for layer in layers]
-        return np.stack([pool(h) for h in picked])
+        return self.pooled_layers_batch([segment], layers)[0]
 
     def pooled_layers_batch(
         self, segments: Sequence[npt.NDArray[np.floating[Any]]], layers: Sequence[int]
@@ -58,7 +50,7 @@ class WhisperEncoder:
         matrix together (larger products use the BLAS threads better than many small ones).
         """
         mels = [whisper_logmel(s, self.params) for s in segments]
-        deepest = self.num_layers if FINAL in layers else max(layers)
+        deepest = blocks_needed(layers)
         out: list[FloatArray | None] = [None] * len(mels)
         by_length: dict[int, list[int]] = {}
         for i, mel in enumerate(mels):
@@ -71,6 +63,11 @@ class WhisperEncoder:
                 ]
                 out[i] = np.stack([pool(h) for h in picked])
         return [p for p in out if p is not None]
+
+
+def blocks_needed(layers: Sequence[int]) -> int | None:
+    """Encoder blocks that must run to read ``layers`` (None: every loaded block, as FINAL needs)."""
+    return None if FINAL in layers else max(layers)
 
 
 def pool(hidden: FloatArray) -> FloatArray:

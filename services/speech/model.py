@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.speech.audio import SegmentationParams
-from services.speech.encoder import FINAL, WhisperEncoder, combine_layers, load_encoder
+from services.speech.encoder import FINAL, WhisperEncoder, blocks_needed, combine_layers, load_encoder
 from services.speech.features import FeatureParams, LogMelParams, WhisperMelParams, extract, extract_logmel
 from shared.calibration import Calibrator, load_calibrator
 from shared.labels import LABELS
@@ -54,7 +54,7 @@ class EncoderConfig:
     @property
     def num_layers(self) -> int | None:
         """Blocks the encoder must run (None: all of them)."""
-        return None if FINAL in self.layers else max(self.layers)
+        return blocks_needed(self.layers)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "EncoderConfig":

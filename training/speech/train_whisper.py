@@ -73,9 +73,10 @@ def pooled_windows(npz: Path, encoder: EncoderConfig) -> tuple[np.ndarray, np.nd
         durations = data["durations"]
     # The cache holds the embeddings, the six blocks and the final output (index 7 = FINAL).
     index = [CACHED_FINAL if layer == FINAL else layer for layer in encoder.layers]
-    x = np.stack([combine_layers(p[index], encoder.combine) for p in pooled]) if len(pooled) else None
-    width = 1024 if encoder.combine == "mean" else 1024 * len(index)
-    return (x if x is not None else np.zeros((0, width), np.float32)), durations.astype(np.float32)
+    if not len(pooled):
+        width = 1024 if encoder.combine == "mean" else 1024 * len(index)
+        return np.zeros((0, width), np.float32), durations.astype(np.float32)
+    return np.stack([combine_layers(p[index], encoder.combine) for p in pooled]), durations.astype(np.float32)
 
 
 def load_windows(
@@ -432,14 +433,11 @@ def run_calibrate(
     for k, group in enumerate(groups):
         cached = out / f"calibration_fold_{k}.npz"
         held = (int(group[0]), int(group[-1]))
-        rows = select_rows(w, ravdess_actors(*held), augmented=False)
+        in_fold = ravdess_actors(*held)
+        rows = select_rows(w, in_fold, augmented=False)
         if not cached.is_file():
             train_rows = select_rows(
-                w,
-                lambda c, g=set(group.tolist()): (
-                    c.dataset != "ravdess" or ravdess_actor(c) not in g | set(range(17, 21))
-                ),
-                augmented=augmented,
+                w, lambda c, held_out=in_fold: not_report_split(c) and not held_out(c), augmented=augmented
             )
             heads = [train_loop(w, train_rows, replace(hp, seed=hp.seed + s)) for s in range(seeds)]
             probs = np.mean([window_probabilities(h, w, rows) for h in heads], axis=0)
