@@ -122,13 +122,6 @@ async def touch_api_key(*, session: AsyncSession, key: ApiKey) -> None:
         await session.commit()
 
 
-async def save_prediction(*, session: AsyncSession, prediction: Prediction) -> Prediction:
-    """Insert a prediction row."""
-    session.add(prediction)
-    await session.commit()
-    return prediction
-
-
 async def get_prediction(*, session: AsyncSession, user_id: int, prediction_id: int) -> Prediction | None:
     """The user's prediction; None if missing or someone else's (callers answer 404 either way)."""
     query = select(Prediction).where(Prediction.id == prediction_id, Prediction.user_id == user_id)
