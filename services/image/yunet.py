@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 #: The library's layer table: 53 convolutions, each 1x1 point-wise or 3x3 depth-wise.
@@ -184,20 +185,12 @@ def decode(maps: list[np.ndarray], min_score: float) -> np.ndarray:
 
 def nms(boxes: np.ndarray, iou: float) -> list[int]:
     """Greedy non-maximum suppression over (x, y, w, h) boxes sorted by score: indices of the kept boxes."""
-    x0, y0 = boxes[:, 0], boxes[:, 1]
-    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
-    area = boxes[:, 2] * boxes[:, 3]
-    kept: list[int] = []
-    for i in range(len(boxes)):
-        if kept:
-            k = np.asarray(kept)
-            iw = np.minimum(x1[i], x1[k]) - np.maximum(x0[i], x0[k])
-            ih = np.minimum(y1[i], y1[k]) - np.maximum(y0[i], y0[k])
-            inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-            if np.any(inter / (area[i] + area[k] - inter) > iou):
-                continue
-        kept.append(i)
-    return kept
+    if len(boxes) == 0:
+        return []
+    # OpenCV's greedy NMS; descending stand-in scores keep the caller's (score) order.
+    ranks = np.arange(len(boxes), 0, -1, dtype=np.float32)
+    kept = cv2.dnn.NMSBoxes(boxes.tolist(), ranks.tolist(), 0.0, iou)
+    return [int(i) for i in np.asarray(kept).reshape(-1)]
 
 
 class YuNetOnnx:

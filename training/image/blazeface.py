@@ -91,4 +91,4 @@ class BlazeFace:
 def _nms(boxes: np.ndarray, iou: float) -> list[int]:
     from services.image.yunet import nms  # noqa: PLC0415
 
-    return nms(boxes, iou) if len(boxes) else []
+    return nms(boxes, iou)
