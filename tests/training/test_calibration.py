@@ -7,7 +7,10 @@ import pytest
 
 from shared.calibration import CALIBRATION_FILE, CalibrationError, Calibrator, load_calibrator
 from training.calibration import (
+    NEAR_TIE_ECE,
     calibration_metrics,
+    class_balanced_weights,
+    expected_calibration_error,
     fit_calibrator,
     fit_temperature,
     fit_vector,
@@ -68,6 +71,32 @@ def test_vector_scaling_fixes_a_class_bias_temperature_cannot():
     assert calibration_metrics(y, vector(biased))["nll"] < temperature_nll - 0.01
     chosen, info = fit_calibrator(y, biased)
     assert info["chosen"] == "vector" and chosen.kind == "vector"
+
+
+def test_class_balanced_ece_equals_the_ece_of_a_balanced_copy():
+    rng = np.random.default_rng(3)
+    p = softmax(rng.normal(0, 2.0, size=(30, 7)))
+    y = np.array([0] * 20 + [1] * 5 + [2] * 5)  # class 0 four times as frequent
+    weights = class_balanced_weights(y)
+    assert [weights[y == k].sum() for k in range(3)] == pytest.approx([1.0, 1.0, 1.0])
+    copies = np.r_[np.arange(20), np.repeat(np.arange(20, 30), 4)]  # every class 20 rows
+    balanced = expected_calibration_error(y, p, weights)
+    assert balanced == pytest.approx(expected_calibration_error(y[copies], p[copies]))
+    assert balanced != pytest.approx(expected_calibration_error(y, p))
+    assert expected_calibration_error(y, p) == pytest.approx(calibration_metrics(y, p)["ece"])
+
+
+def test_calibrator_choice_is_by_worst_case_ece_then_nll():
+    y, p = calibrated_sample(seed=4)
+    rare = np.flatnonzero(y == 6)[: int(np.sum(y == 6)) // 5]
+    keep = np.r_[np.flatnonzero(y != 6), rare]  # class 6 rare: the as-is and balanced mixes differ
+    y, p = y[keep], Calibrator(kind="vector", scale=(1.3,) * 7, bias=(0.8, 0, 0, 0, 0, 0, 0))(p[keep])
+    _, info = fit_calibrator(y, p)
+    worst = {name: max(e.values()) for name, e in info["cv_ece"].items()}
+    assert set(worst) == {"temperature", "vector"}
+    assert worst[info["chosen"]] <= min(worst.values()) + NEAR_TIE_ECE
+    tied = [name for name in worst if worst[name] <= min(worst.values()) + NEAR_TIE_ECE]
+    assert info["cv_nll"][info["chosen"]] == min(info["cv_nll"][name] for name in tied)
 
 
 def test_identity_is_exact_and_calibrators_round_trip(tmp_path):
