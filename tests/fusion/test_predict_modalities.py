@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from shared.calibration import CALIBRATION_FILE, Calibrator
 from training.fusion import predict_modalities as stage1
 from training.fusion.data import ModalityItems
 from training.manifest import Manifest, ManifestError
@@ -47,9 +48,9 @@ def data_root(tmp_path: Path) -> Path:
 
 def test_validation_items_only(data_root: Path) -> None:
     ((_, speech, ids, groups),) = stage1.validation_sets("speech", data_root)
-    # Actors 13-20: never the speech model's training actors (01-12).
-    assert groups == [f"ravdess_{a}" for a in (13, 16, 17, 18, 19, 20)]
-    assert all(i.startswith("ravdess/Actor_") for i in ids) and len(speech.rows) == 6
+    # Actors 17-20: never the final speech model's training actors (01-16).
+    assert groups == [f"ravdess_{a}" for a in (17, 18, 19, 20)]
+    assert all(i.startswith("ravdess/Actor_") for i in ids) and len(speech.rows) == 4
     text = stage1.validation_sets("text", data_root)
     assert [source for source, *_ in text] == ["a", "b"]
     assert text[0][3][0] == text[0][3][1]  # same text up to case/space: same split group
@@ -80,6 +81,61 @@ def test_predict_modality_caches_and_skips_refused_rows(
     assert calls == [2, 2, 1, 1]
 
 
+def _out_of_fold(data_root: Path, path: Path, actors: tuple[int, ...] = (1, 12, 13, 16)) -> np.ndarray:
+    """An ``out_of_fold_clips.npz`` as ``train_whisper calibrate`` writes it; returns its raw probabilities."""
+    raw = np.random.default_rng(0).dirichlet(np.ones(7), size=len(actors))
+    files = [data_root / f"speech/ravdess/Actor_{a:02d}/03-01-03-01-01-01-{a:02d}.flac" for a in actors]
+    np.savez(
+        path,
+        paths=np.array([str(f) for f in files]),
+        labels=np.full(len(actors), 3),
+        actors=np.array(actors),
+        probs=raw,
+    )
+    return raw
+
+
+def test_speech_out_of_fold_items_are_calibrated_like_the_service(data_root: Path, tmp_path: Path) -> None:
+    raw = _out_of_fold(data_root, tmp_path / "oof.npz")
+    calibrator = Calibrator.temperature(2.0)
+    calibrator.save(tmp_path / CALIBRATION_FILE)
+    items = stage1.speech_out_of_fold(tmp_path / "oof.npz", data_root, model_dir=tmp_path)
+    assert items.ids.tolist() == [f"ravdess/Actor_{a:02d}/03-01-03-01-01-01-{a:02d}.flac" for a in (1, 12, 13, 16)]
+    assert items.groups.tolist() == ["ravdess_01", "ravdess_12", "ravdess_13", "ravdess_16"]
+    np.testing.assert_allclose(items.probs, calibrator(raw))
+    with pytest.raises(FileNotFoundError, match="train_whisper calibrate"):
+        stage1.speech_out_of_fold(tmp_path / "missing.npz", data_root)
+    _out_of_fold(data_root, tmp_path / "bad.npz", actors=(1, 17))  # 17 is a fusion-test actor
+    with pytest.raises(ManifestError, match="below 17"):
+        stage1.speech_out_of_fold(tmp_path / "bad.npz", data_root)
+
+
+def test_speech_cache_holds_out_of_fold_and_unseen_actors(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = types.ModuleType("training.speech.evaluate")
+    fake.predict_manifest = lambda manifest: np.tile(np.eye(7)[3], (len(manifest.rows), 1))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "training.speech.evaluate", fake)
+    _out_of_fold(data_root, tmp_path / "oof.npz")
+    items = ModalityItems.load(
+        stage1.predict_modality("speech", data_root=data_root, out_dir=tmp_path / "c", speech_oof=tmp_path / "oof.npz")
+    )
+    assert items.groups.tolist() == [f"ravdess_{a:02d}" for a in (1, 12, 13, 16, 17, 18, 19, 20)]
+    assert len(set(items.ids.tolist())) == 8
+
+
 def test_missing_evaluator_is_reported(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "training.speech.evaluate", None)  # import fails
-    assert stage1.main(["--data", str(data_root), "--out", str(tmp_path), "--only", "speech"]) == 1
+    _out_of_fold(data_root, tmp_path / "oof.npz")
+    argv = [
+        "--data",
+        str(data_root),
+        "--out",
+        str(tmp_path),
+        "--only",
+        "speech",
+        "--speech-oof",
+        str(tmp_path / "oof.npz"),
+    ]
+    assert stage1.main(argv) == 1
+    assert not (tmp_path / "speech.npz").exists()

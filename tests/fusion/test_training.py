@@ -36,10 +36,16 @@ def test_seven_subsets() -> None:
 
 def test_speech_split_by_actor_in_order() -> None:
     speech = synthetic_parts()["speech"]
-    fit, test = split_items(speech, seed=0, test_fraction=0.4, ordered_groups=True)
-    assert set(fit.groups) == {"ravdess_17", "ravdess_18"}
-    assert set(test.groups) == {"ravdess_19", "ravdess_20"}
+    fit, test = split_items(speech, seed=0, test_fraction=0.25, ordered_groups=True)
+    assert set(fit.groups) == {f"ravdess_{a:02d}" for a in range(9, 18)}
+    assert set(test.groups) == {"ravdess_18", "ravdess_19", "ravdess_20"}
     assert len(fit) + len(test) == len(speech)
+    # The fusion split holds out exactly the actors the speech model never saw, however many are cached.
+    fit_parts, test_parts = train_module.split_parts(
+        synthetic_parts(), seed=0, test_fraction=0.4, speech_test_groups=train_module.SPEECH_TEST_ACTORS
+    )
+    assert set(test_parts["speech"].groups) == {f"ravdess_{a}" for a in range(17, 21)}
+    assert set(fit_parts["speech"].groups) == {f"ravdess_{a:02d}" for a in range(9, 17)}
 
 
 def test_group_split_shares_no_group_or_item() -> None:
@@ -110,11 +116,11 @@ def test_trained_forest_reports_every_subset_and_fuses_usefully(trained: tuple[F
         if entry["product_weight"] == 0.0:
             assert entry["fusion"] == entry["forest_only"]
     table = metrics["product_weights_out_of_fold"]
-    assert table["grid"] == list(train_module.PRODUCT_WEIGHT_GRID) and table["folds"] == 2  # 2 speech actors
+    assert table["grid"] == list(train_module.PRODUCT_WEIGHT_GRID) and table["folds"] == train_module.BLEND_FOLDS
     assert all(len(acc) == 11 for acc in table["oof_accuracy"].values())
     split = metrics["construction"]["split"]["speech"]
-    assert split["fit_actors"] == ["ravdess_17", "ravdess_18"]
-    assert split["test_actors"] == ["ravdess_19", "ravdess_20"]
+    assert split["fit_actors"] == [f"ravdess_{a:02d}" for a in range(9, 17)]
+    assert split["test_actors"] == [f"ravdess_{a}" for a in range(17, 21)]
     assert model.forest.n_features_in_ == 31
 
 
@@ -284,10 +290,10 @@ def test_export_writes_the_forest_metrics_and_figure(trained: tuple[FusionModel,
     assert load(tmp_path).product_weights == model.product_weights
 
 
-def test_speech_items_of_actors_the_speech_model_trained_on_are_dropped() -> None:
+def test_speech_without_out_of_fold_or_unseen_actors_is_refused() -> None:
     speech = synthetic_parts()["speech"]
-    actors = np.array([f"ravdess_{13 + i % 8}" for i in range(len(speech))])
-    items = ModalityItems("speech", speech.probs, speech.labels, speech.ids, actors)
-    kept = train_module.held_out_speech(items)
-    assert set(kept.groups) == {"ravdess_17", "ravdess_18", "ravdess_19", "ravdess_20"}
-    assert len(kept) == int(np.sum([int(a.split("_")[1]) >= 17 for a in actors]))
+    assert train_module.checked_speech(speech) is speech
+    actors = np.array([int(g.split("_")[1]) for g in speech.groups])
+    for missing in (actors < 17, actors >= 17):  # no fusion-train actors, then no fusion-test actors
+        with pytest.raises(ValueError, match="out of fold"):
+            train_module.checked_speech(speech.take(~missing))

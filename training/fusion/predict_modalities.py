@@ -4,9 +4,10 @@
 
 Runs ``training.<modality>.evaluate.predict_manifest`` (the services' own code path) on:
 
-* speech: RAVDESS actors 13-20 (``speech/ravdess/manifest.csv``, ``speaker`` column): the speech model
-  was trained on actors 01-12 (+TESS) and only *selected* (early stopping, ensemble choice) on 13-16;
-  17-20 it never saw;
+* speech: RAVDESS actors 17-20 (``speech/ravdess/manifest.csv``, ``speaker`` column), which the speech
+  model never trained on, and, from ``--speech-oof`` (written by ``training.speech.train_whisper
+  calibrate``), actors 01-16 predicted out of fold: each clip by heads trained without its actor
+  (same recipe), passed through the shipped calibrator as the service would;
 * text: every ``text/*/val.csv`` (``text,emotion``);
 * image: FER2013 ``public_test`` rows of ``image/fer2013/manifest.csv`` (already face crops, so
   ``detect=never`` by default).
@@ -31,8 +32,11 @@ from shared.labels import MODALITIES, NUM_LABELS
 from training.fusion.data import ModalityItems
 from training.manifest import Manifest, ManifestError, read_manifest
 
-#: RAVDESS actors the speech model was not trained on (13-16: its selection split; 17-20: unused).
-SPEECH_VALIDATION_ACTORS = tuple(range(13, 21))
+#: RAVDESS actors the final speech model was not trained on (its heads train on actors 01-16).
+SPEECH_VALIDATION_ACTORS = tuple(range(17, 21))
+#: Where ``make train-speech`` leaves the out-of-fold probabilities of actors 01-16.
+DEFAULT_SPEECH_OOF = Path("/tmp/speech_head/out_of_fold_clips.npz")
+SPEECH_MODEL_DIR = Path(__file__).resolve().parents[2] / "services/speech/artifacts"
 IMAGE_VALIDATION_SPLIT = "public_test"
 
 
@@ -114,10 +118,47 @@ def predict_chunked(module: Any, manifest: Manifest, options: dict[str, Any], ch
     return out
 
 
+def speech_out_of_fold(path: Path, data_root: Path, model_dir: Path = SPEECH_MODEL_DIR) -> ModalityItems:
+    """Actors 01-16 as fusion items: out-of-fold clip probabilities, calibrated by the shipped calibrator.
+
+    Ids are ``ravdess/<manifest path>`` like the service-path items; groups are ``ravdess_NN``.
+    """
+    from shared.calibration import load_calibrator
+
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no out-of-fold speech probabilities at {path}; run python -m training.speech.train_whisper calibrate"
+        )
+    root = (data_root / "speech/ravdess").resolve()
+    with np.load(path, allow_pickle=False) as data:
+        paths, labels, actors, raw = data["paths"], data["labels"], data["actors"], data["probs"]
+    if np.any(actors >= SPEECH_VALIDATION_ACTORS[0]):
+        raise ManifestError(f"{path}: out-of-fold clips must be of actors below {SPEECH_VALIDATION_ACTORS[0]}")
+    ids = [f"ravdess/{Path(str(p)).resolve().relative_to(root).as_posix()}" for p in paths]
+    return ModalityItems(
+        modality="speech",
+        probs=load_calibrator(model_dir)(raw),
+        labels=labels.astype(np.int64),
+        ids=np.asarray(ids),
+        groups=np.asarray([f"ravdess_{int(a):02d}" for a in actors]),
+    )
+
+
 def predict_modality(
-    modality: str, *, data_root: Path, out_dir: Path, options: dict[str, Any] | None = None, limit: int | None = None
+    modality: str,
+    *,
+    data_root: Path,
+    out_dir: Path,
+    options: dict[str, Any] | None = None,
+    limit: int | None = None,
+    speech_oof: Path = DEFAULT_SPEECH_OOF,
 ) -> Path:
-    """Run the modality's ``predict_manifest`` on its validation items and cache them as ``<modality>.npz``."""
+    """Run the modality's ``predict_manifest`` on its validation items and cache them as ``<modality>.npz``.
+
+    Speech items also get the out-of-fold clips of ``speech_oof`` (read first: a missing file fails
+    before any prediction is made).
+    """
+    oof = speech_out_of_fold(speech_oof, data_root) if modality == "speech" else None
     try:
         module = importlib.import_module(f"training.{modality}.evaluate")
     except ModuleNotFoundError as exc:
@@ -149,6 +190,13 @@ def predict_modality(
         labels.extend(manifest.labels)
         ids.extend(set_ids)
         groups.extend(set_groups)
+    if oof is not None:
+        accuracy = float(np.mean(oof.probs.argmax(axis=1) == oof.labels))
+        print(f"{modality}/out-of-fold: {len(oof)} clips of actors 01-16, accuracy {accuracy:.4f}", flush=True)
+        probs.insert(0, oof.probs)
+        labels[:0] = oof.labels.tolist()
+        ids[:0] = oof.ids.tolist()
+        groups[:0] = oof.groups.tolist()
     items = ModalityItems(
         modality=modality,
         probs=np.concatenate(probs),
@@ -166,12 +214,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=MODALITIES, default=list(MODALITIES))
     parser.add_argument("--image-detect", default="never", choices=["auto", "always", "never"])
     parser.add_argument("--limit", type=int, help="at most this many items per validation manifest (quick runs)")
+    parser.add_argument(
+        "--speech-oof",
+        type=Path,
+        default=DEFAULT_SPEECH_OOF,
+        help="out-of-fold speech probabilities of actors 01-16 (training.speech.train_whisper calibrate)",
+    )
     args = parser.parse_args(argv)
     failed = []
     for modality in args.only:
         options = {"detect": args.image_detect} if modality == "image" else {}
         try:
-            path = predict_modality(modality, data_root=args.data, out_dir=args.out, options=options, limit=args.limit)
+            path = predict_modality(
+                modality,
+                data_root=args.data,
+                out_dir=args.out,
+                options=options,
+                limit=args.limit,
+                speech_oof=args.speech_oof,
+            )
         except (ManifestError, ServiceError, FileNotFoundError, ValueError) as exc:
             print(f"{modality}: FAILED: {exc}", file=sys.stderr, flush=True)
             failed.append(modality)

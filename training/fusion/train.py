@@ -6,7 +6,7 @@ Stage 2 of 2 (stage 1: ``python -m training.fusion.predict_modalities``)::
 
 Construction (see services/fusion/MODEL_CARD.md):
 1. each modality's validation items are split into fusion-train and fusion-test parts *by item
-   group* before any triple is drawn (speech: actors 13-18 vs 19-20; text: 60/40 by distinct
+   group* before any triple is drawn (speech: actors 01-16, predicted out of fold, vs 17-20; text: 60/40 by distinct
    normalised text; image: 60/40 by distinct pixel content), so no clip, text or face is shared;
 2. ``--n-fit`` triples are drawn from the fusion-train parts (labels balanced, items with that
    label drawn with replacement), each given one of the seven modality subsets in equal numbers
@@ -68,7 +68,8 @@ DEFAULT_FOREST: dict[str, Any] = {
 DEFAULT_JITTER = 0.7
 #: Whether the shipped forest takes temperature-scaled inputs (``--temperature`` / ``--no-temperature``).
 DEFAULT_TEMPERATURE = False  # the services now return calibrated probabilities: no second input scaling
-#: The speech head trained on RAVDESS actors 1-16: only later actors are held out for fusion (17-18 train, 19-20 test).
+#: The final speech heads trained on RAVDESS actors 01-16: 17-20 are the speech fusion-test part; actors
+#: 01-16 are usable for fusion-train only as out-of-fold predictions (stage 1's ``--speech-oof``).
 SPEECH_FIRST_HELD_OUT_ACTOR = 17
 #: Candidates tried by ``--select`` (on an inner split of fusion-train only): (forest overrides, jitter).
 CANDIDATES: tuple[tuple[dict[str, Any], float], ...] = (
@@ -82,11 +83,10 @@ CANDIDATES: tuple[tuple[dict[str, Any], float], ...] = (
 )
 #: Speech is split by actor in sorted order (the last actors held out); the others by shuffled group.
 ORDERED_GROUPS = {"speech": True, "text": False, "image": False}
-#: How many of the highest-numbered speech actors are held out: fusion-test (actors 19-20) and, inside
-#: fusion-train, the inner selection split (actor 18). Fixed counts, so the speech fusion-test part stays
-#: actors 19-20 however many earlier actors stage 1 cached (13-20 now: 13-18 fusion-train).
-SPEECH_TEST_ACTORS = 2
-SPEECH_INNER_VAL_ACTORS = 1
+#: How many of the highest-numbered speech actors are held out: fusion-test (actors 17-20, the ones the
+#: speech model never saw) and, inside fusion-train, the inner selection split (actors 13-16).
+SPEECH_TEST_ACTORS = 4
+SPEECH_INNER_VAL_ACTORS = 4
 #: Weights of the product-rule posterior tried per subset, and the out-of-fold folds used to fit them.
 PRODUCT_WEIGHT_GRID: tuple[float, ...] = tuple(round(w / 10, 1) for w in range(11))
 BLEND_FOLDS = 3
@@ -258,7 +258,7 @@ def select_candidate(
 ) -> tuple[dict[str, Any], float, bool, list[dict[str, Any]]]:
     """Pick forest settings, jitter and raw-vs-temperature on an inner split of fusion-train.
 
-    fusion-test is never looked at. Inner split: speech actors 13-17 vs 18 (its last fusion-train actor);
+    fusion-test is never looked at. Inner split: speech actors 01-12 vs 13-16 (the last fusion-train actors);
     text/image 70/30 by group. Criterion: accuracy averaged over the seven subsets.
     Returns (params, jitter, use_temperature, table).
     """
@@ -298,15 +298,21 @@ def select_candidate(
 # --------------------------------------------------------------------------- data
 
 
-def held_out_speech(items: ModalityItems, first_actor: int = SPEECH_FIRST_HELD_OUT_ACTOR) -> ModalityItems:
-    """Only the speech items of actors the speech model never trained on (groups ``ravdess_NN``)."""
+def checked_speech(items: ModalityItems, first_held_out: int = SPEECH_FIRST_HELD_OUT_ACTOR) -> ModalityItems:
+    """The speech items, refused unless both fusion-train (actors below ``first_held_out``, out of fold)
+    and fusion-test (actors ``first_held_out`` on) are present (groups ``ravdess_NN``)."""
     actors = np.array([int(str(g).rsplit("_", 1)[-1]) for g in items.groups])
-    return items.take(actors >= first_actor)
+    if not np.any(actors < first_held_out) or not np.any(actors >= first_held_out):
+        raise ValueError(
+            f"speech.npz must hold actors below {first_held_out} (out of fold) and from {first_held_out} on; rerun "
+            "python -m training.fusion.predict_modalities --only speech --speech-oof <out_of_fold_clips.npz>"
+        )
+    return items
 
 
 def prepare_data(probs_dir: Path, data_root: Path | None = None) -> dict[str, ModalityItems]:
     """Stage-1 probabilities of every modality (computing missing caches first when ``data_root`` is given);
-    speech keeps only the actors its model did not train on."""
+    speech must hold out-of-fold actors for fusion-train and unseen ones for fusion-test."""
     if data_root is not None:
         from training.fusion.predict_modalities import predict_modality
 
@@ -314,7 +320,7 @@ def prepare_data(probs_dir: Path, data_root: Path | None = None) -> dict[str, Mo
             if not (probs_dir / f"{m}.npz").is_file():
                 predict_modality(m, data_root=data_root, out_dir=probs_dir)
     parts = load_parts(probs_dir)
-    parts["speech"] = held_out_speech(parts["speech"])
+    parts["speech"] = checked_speech(parts["speech"])
     for m, items in parts.items():
         print(f"{m}: {len(items)} items, single-model accuracy {np.mean(items.probs.argmax(1) == items.labels):.4f}")
     return parts

@@ -12,7 +12,8 @@ Protocol (no window of an evaluation speaker is ever trained on):
 * ``final``: train on actors 01-16 + TESS + CASIA for the selected number of epochs, report on actors 17-20
   (looked at by nothing else), export the artefacts the service loads.
 * ``calibrate``: out-of-fold probabilities of actors 01-16 (four speaker folds) fit the calibrator;
-  checked on actors 17-20 with the final heads; ``--export`` writes ``calibration.json``.
+  checked on actors 17-20 with the final heads; ``--export`` writes ``calibration.json``. The
+  out-of-fold clip probabilities are kept (``out_of_fold_clips.npz``) for fusion's training triples.
 * ``loso``: leave one TESS/CASIA speaker out (train on everything else but actors 17-20) and report
   on that speaker.
 
@@ -429,7 +430,7 @@ def run_calibrate(
     from training.calibration import calibration_metrics, fit_calibrator, save_reliability_png
 
     groups = np.array_split(np.arange(1, 17), folds)
-    labels, probabilities = [], []
+    labels, probabilities, fold_clips = [], [], []
     for k, group in enumerate(groups):
         cached = out / f"calibration_fold_{k}.npz"
         held = (int(group[0]), int(group[-1]))
@@ -446,10 +447,12 @@ def run_calibrate(
             np.savez(cached, clip_ids=clip_ids, probs=clip_probs)
             logger.info("fold %d (actors %02d-%02d held out) done", k, *held)
         with np.load(cached) as data:
-            labels.extend(w.clips[int(i)].label for i in data["clip_ids"])
+            fold_clips.extend(w.clips[int(i)] for i in data["clip_ids"])
             probabilities.append(data["probs"])
+    labels = [c.label for c in fold_clips]
     y_fit, p_fit = np.asarray(labels), np.concatenate(probabilities)
     calibrator, info = fit_calibrator(y_fit, p_fit, fitted_on=f"{len(y_fit)} out-of-fold clips of RAVDESS actors 01-16")
+    save_out_of_fold(out / OUT_OF_FOLD_FILE, fold_clips, p_fit)
     heads = [keras.saving.load_model(p, compile=False) for p in sorted(out.glob("head_*.keras"))]
     final = average_heads([inference_head(h) for h in heads])
     rows = select_rows(w, ravdess_actors(17, 20), augmented=False)
@@ -485,6 +488,25 @@ def run_calibrate(
             "speech, RAVDESS actors 17-20\n(calibrator fitted on actors 01-16 out of fold)",
         )
     return result
+
+
+#: Out-of-fold clip probabilities of actors 01-16 written by ``calibrate`` (fusion stage 1 can use them).
+OUT_OF_FOLD_FILE = "out_of_fold_clips.npz"
+
+
+def save_out_of_fold(path: Path, clips: Sequence[Clip], probs: np.ndarray) -> Path:
+    """The out-of-fold (uncalibrated) clip probabilities with their files, labels and actors.
+
+    ``paths`` are the absolute files (``Clip.path``); fusion stage 1 maps them to its item ids.
+    """
+    np.savez(
+        path,
+        paths=np.array([c.path for c in clips]),
+        labels=np.array([c.label for c in clips], dtype=np.int64),
+        actors=np.array([ravdess_actor(c) for c in clips], dtype=np.int64),
+        probs=np.asarray(probs, dtype=np.float64),
+    )
+    return path
 
 
 def run_loso(w: Windows, hp: HeadParams, out: Path, augmented: bool) -> dict[str, Any]:
