@@ -9,6 +9,7 @@ from services.speech.model import EncoderConfig, load
 from shared.labels import LABELS
 from tests.speech.conftest import voice, wav_bytes
 from training.speech import encode, train_whisper
+from training.speech.data import Clip
 from training.speech.train_whisper import HeadParams, class_weights, clip_probabilities
 
 
@@ -96,6 +97,19 @@ def test_clip_probabilities_weight_windows_by_duration() -> None:
     assert ids.tolist() == [4, 9]
     np.testing.assert_allclose(out[0, [0, 3]], [0.75, 0.25])
     np.testing.assert_allclose(out[1, 3], 1.0)
+
+
+def test_out_of_fold_clips_are_saved_for_fusion(tmp_path: Path) -> None:
+    clips = [
+        Clip(path=f"/data/ravdess/Actor_{a:02d}/x{a}.wav", label=k, speaker=f"ravdess_{a:02d}", dataset="ravdess")
+        for k, a in enumerate((1, 4, 16))
+    ]
+    probs = np.random.default_rng(0).dirichlet(np.ones(7), size=3)
+    path = train_whisper.save_out_of_fold(tmp_path / train_whisper.OUT_OF_FOLD_FILE, clips, probs)
+    with np.load(path) as saved:
+        assert saved["paths"].tolist() == [c.path for c in clips]
+        assert saved["labels"].tolist() == [0, 1, 2] and saved["actors"].tolist() == [1, 4, 16]
+        np.testing.assert_array_equal(saved["probs"], probs)
 
 
 def test_class_weights_balance_the_classes() -> None:
