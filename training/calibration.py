@@ -4,7 +4,7 @@ Every evaluator reports the same keys (``ece``, ``nll``, ``brier``); the calibra
 :class:`shared.calibration.Calibrator`, fitted here on validation data the model did not train on.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -75,12 +75,12 @@ def expected_calibration_error(
     y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray, weights: np.ndarray | None = None
 ) -> float:
     """ECE (15 equal-width bins, top label); ``weights`` re-weight the items (default equal)."""
-    return float(
-        sum(
-            r["share"] * abs(r["accuracy"] - r["confidence"])
-            for r in reliability_bins(y_true, probabilities, weights=weights)
-        )
-    )
+    return ece_from_bins(reliability_bins(y_true, probabilities, weights=weights))
+
+
+def ece_from_bins(bins: Sequence[Mapping[str, float]]) -> float:
+    """ECE of already computed :func:`reliability_bins`: the share-weighted gap between accuracy and confidence."""
+    return float(sum(b["share"] * abs(b["accuracy"] - b["confidence"]) for b in bins))
 
 
 def calibration_metrics(y_true: Sequence[int] | np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -184,6 +184,17 @@ def save_reliability_png(
     y_true: Sequence[int] | np.ndarray, curves: dict[str, np.ndarray], path: str, title: str
 ) -> None:
     """Reliability diagram (accuracy vs confidence per bin) for one or more probability matrices."""
+    labelled = {}
+    for name, probabilities in curves.items():
+        metrics = calibration_metrics(y_true, probabilities)
+        labelled[f"{name} (ECE {metrics['ece']:.3f}, NLL {metrics['nll']:.3f})"] = reliability_bins(
+            y_true, probabilities
+        )
+    plot_reliability(labelled, path, title)
+
+
+def plot_reliability(curves: Mapping[str, Sequence[Mapping[str, float]]], path: str, title: str) -> None:
+    """Reliability diagram from already computed bins (:func:`reliability_bins`), one line per entry."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,15 +202,9 @@ def save_reliability_png(
 
     fig, ax = plt.subplots(figsize=(5.5, 5.0))
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
-    for name, probabilities in curves.items():
-        rows = [r for r in reliability_bins(y_true, probabilities) if r["count"]]
-        metrics = calibration_metrics(y_true, probabilities)
-        ax.plot(
-            [r["confidence"] for r in rows],
-            [r["accuracy"] for r in rows],
-            marker="o",
-            label=f"{name} (ECE {metrics['ece']:.3f}, NLL {metrics['nll']:.3f})",
-        )
+    for name, bins in curves.items():
+        rows = [r for r in bins if r["count"]]
+        ax.plot([r["confidence"] for r in rows], [r["accuracy"] for r in rows], marker="o", label=name)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence (top label)")

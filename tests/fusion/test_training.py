@@ -10,6 +10,7 @@ import pytest
 from services.fusion.model import SUBSET_NAMES, SUBSETS, FusionModel, load
 from shared.labels import MODALITIES
 from tests.fusion.conftest import synthetic_parts
+from training.calibration import ece_from_bins
 from training.fusion import train as train_module
 from training.fusion.data import (
     ModalityItems,
@@ -287,6 +288,10 @@ def test_export_writes_the_forest_metrics_and_figure(trained: tuple[FusionModel,
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["artifact_mb"] == round(size_mb, 3) and size_mb > 0
     assert (tmp_path / "confusion.png").stat().st_size > 1000
+    assert (tmp_path / "reliability.png").stat().st_size > 1000
+    after = written["subsets"]["speech+text+image"]["reliability"]["after"]
+    assert sum(b["count"] for b in after) == written["subsets"]["speech+text+image"]["fusion"]["n"]
+    assert ece_from_bins(after) == pytest.approx(written["subsets"]["speech+text+image"]["fusion"]["ece"])
     assert load(tmp_path).product_weights == model.product_weights
 
 

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from services.fusion.model import SUBSETS, FusionModel, stack_features
-from training.calibration import calibration_metrics
+from training.calibration import calibration_metrics, reliability_bins
 from training.fusion.data import mean_baseline, product_baseline, subset_mask
 from training.report import classification_report
 
@@ -44,10 +44,14 @@ def score_subsets(
         best = max(singles, key=lambda m: singles[m]["accuracy"])
         x = stack_features(scaled, subset_mask(subset, len(y)))
         forest = model.forest_probabilities(x)
+        blended = model.blend_forest(x, forest)
+        fused = model.calibrate(x, blended)
         entry: dict[str, Any] = {
             "modalities": list(subset),
             # What the service returns: the blend, calibrated per subset (one modality: its own vector).
-            "fusion": summary(y, model.calibrate(x, model.blend_forest(x, forest))),
+            "fusion": summary(y, fused),
+            # Reliability bins of the blend before the per-subset temperature and guard, and after.
+            "reliability": {"before": reliability_bins(y, blended), "after": reliability_bins(y, fused)},
             "forest_only": summary(y, forest),
             "product_weight": model.product_weights.get(name, 0.0),
             "single": singles,

@@ -42,6 +42,7 @@ from services.fusion.model import (
     stack_features,
 )
 from shared.labels import LABELS, MODALITIES
+from training.calibration import ece_from_bins, plot_reliability
 from training.fusion.calibration import disagreement_report, fit_output_calibration, stress_test
 from training.fusion.data import (
     Fold,
@@ -512,7 +513,22 @@ def export(model: FusionModel, metrics: dict[str, Any], out: Path) -> tuple[Path
     metrics["artifact_mb"] = round(size_mb, 3)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     save_confusion_png(metrics["all_three_report"], str(out / "confusion.png"), "fusion (speech+text+image)")
+    save_reliability(metrics["subsets"], out / "reliability.png")
     return path, size_mb
+
+
+def save_reliability(subsets: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Reliability diagram on fusion-test: every multimodal subset as served, and all three before calibration."""
+    curves = {
+        f"all three, before (ECE {ece_from_bins(subsets['speech+text+image']['reliability']['before']):.3f})": subsets[
+            "speech+text+image"
+        ]["reliability"]["before"]
+    }
+    for name, entry in subsets.items():
+        if len(entry["modalities"]) > 1:
+            curves[f"{name} (ECE {entry['fusion']['ece']:.3f})"] = entry["reliability"]["after"]
+    plot_reliability(curves, str(path), "fusion-test triples: reliability as served")
+    return path
 
 
 def print_summary(metrics: dict[str, Any], *, seed: int) -> None:
