@@ -136,7 +136,12 @@ def test_train_cli_writes_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(train_module, "DEFAULT_FOREST", {**train_module.DEFAULT_FOREST, "n_estimators": 5})
     code = train_module.main(["--probs", str(probs), "--out", str(out), "--n-fit", "700", "--n-test", "350"])
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"fusion_forest.joblib", "metrics.json", "confusion.png"}
+    assert {p.name for p in out.iterdir()} == {
+        "fusion_forest.joblib",
+        "metrics.json",
+        "confusion.png",
+        "reliability.png",
+    }
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["construction"]["seed"] == 0 and metrics["artifact_mb"] < 10
     assert load(out).predict([{"text": [0, 0, 0, 1, 0, 0, 0]}]).shape == (1, 7)
@@ -154,33 +159,34 @@ def test_subsets_constant_matches_names() -> None:
 
 
 def test_selection_uses_only_fusion_train_and_tries_both_variants() -> None:
-    fit_parts, _ = train_module.split_parts(synthetic_parts(), seed=0, test_fraction=0.4)
+    fit_parts, _ = train_module.split_parts(
+        synthetic_parts(), seed=0, test_fraction=0.4, speech_test_groups=train_module.SPEECH_TEST_ACTORS
+    )
     candidates = (({"n_estimators": 3, "max_leaf_nodes": 16}, 0.5), ({"n_estimators": 3, "max_leaf_nodes": 32}, 1.0))
     params, sigma, _, table = train_module.select_candidate(fit_parts, seed=0, n_fit=700, candidates=candidates)
     assert len(table) == 4 and {row["temperature"] for row in table} == {False, True}
     best = max(table, key=lambda row: row["mean_subset_accuracy"])
     assert (params, sigma) == (best["forest"], best["jitter_sigma"])
-    # The inner split never reaches actors 19-20 (fusion-test).
-    assert {g for items in fit_parts.values() for g in items.groups} >= {"ravdess_17", "ravdess_18"}
-    assert not {"ravdess_19", "ravdess_20"} & set(fit_parts["speech"].groups)
+    # The inner split never reaches actors 17-20 (fusion-test).
+    assert set(fit_parts["speech"].groups) == {f"ravdess_{a:02d}" for a in range(9, 17)}
 
 
-def test_speech_fusion_test_is_actors_19_20_whatever_actors_are_cached() -> None:
+def test_speech_fusion_test_is_actors_17_20_whatever_actors_are_cached() -> None:
     parts = synthetic_parts()
     speech = parts["speech"]
-    actors = np.array([f"ravdess_{13 + i % 8}" for i in range(len(speech))])
+    actors = np.array([f"ravdess_{1 + i % 20:02d}" for i in range(len(speech))])
     parts["speech"] = ModalityItems("speech", speech.probs, speech.labels, speech.ids, actors)
     fit_parts, test_parts = train_module.split_parts(
         parts, seed=0, test_fraction=0.4, speech_test_groups=train_module.SPEECH_TEST_ACTORS
     )
-    assert sorted(set(fit_parts["speech"].groups)) == [f"ravdess_{a}" for a in range(13, 19)]
-    assert sorted(set(test_parts["speech"].groups)) == ["ravdess_19", "ravdess_20"]
-    # Inner selection split: actors 13-17 fit, actor 18 validates; 19-20 never appear.
+    assert sorted(set(fit_parts["speech"].groups)) == [f"ravdess_{a:02d}" for a in range(1, 17)]
+    assert sorted(set(test_parts["speech"].groups)) == [f"ravdess_{a}" for a in range(17, 21)]
+    # Inner selection split: actors 01-12 fit, 13-16 validate; 17-20 never appear.
     inner_fit, inner_val = train_module.split_parts(
         fit_parts, seed=1, test_fraction=0.3, speech_test_groups=train_module.SPEECH_INNER_VAL_ACTORS
     )
-    assert sorted(set(inner_fit["speech"].groups)) == [f"ravdess_{a}" for a in range(13, 18)]
-    assert set(inner_val["speech"].groups) == {"ravdess_18"}
+    assert sorted(set(inner_fit["speech"].groups)) == [f"ravdess_{a:02d}" for a in range(1, 13)]
+    assert sorted(set(inner_val["speech"].groups)) == [f"ravdess_{a}" for a in range(13, 17)]
 
 
 def test_one_standard_error_rule_prefers_the_product_rule_within_noise() -> None:
@@ -198,9 +204,9 @@ def test_group_folds_keep_groups_whole() -> None:
     assert set(folds.tolist()) == {0, 1, 2}
     for group in np.unique(items.groups):
         assert len(set(folds[items.groups == group].tolist())) == 1
-    speech = synthetic_parts()["speech"]  # actors 17-20 in order: 17-18 fold 0, 19-20 fold 1
+    speech = synthetic_parts()["speech"]  # actors 09-20 in order: 09-14 fold 0, 15-20 fold 1
     ordered = train_module.group_folds(speech, 2, rng=np.random.default_rng(0), ordered=True)
-    assert set(speech.groups[ordered == 0]) == {"ravdess_17", "ravdess_18"}
+    assert set(speech.groups[ordered == 0]) == {f"ravdess_{a:02d}" for a in range(9, 15)}
 
 
 def test_product_weights_pick_the_product_rule_when_the_forest_cannot_learn() -> None:
