@@ -49,7 +49,7 @@ train-text: $(STAMP) ## Train the text model (see services/text/MODEL_CARD.md)
 	$(PY) -m training.text.train --data $(DATA)/text
 
 train-image: $(STAMP) ## Train the face model (see services/image/MODEL_CARD.md)
-	$(PY) -m training.image.train --data $(DATA)/image/fer2013
+	$(PY) -m training.image.train --data $(DATA)/image/fer2013 --artifact services/image/artifacts/face_emotion.pt
 
 train-speech: $(STAMP) ## Train the speech model (see services/speech/MODEL_CARD.md)
 	$(PY) -m training.speech.encode --data $(DATA)/speech --out /tmp/speech_feats

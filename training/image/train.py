@@ -393,14 +393,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (smoke tests)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--export-only", action="store_true", help="write best.pt to the artefact folder and stop")
-    parser.add_argument("--artifact", default=str(ARTIFACT_DIR / WEIGHTS_NAME))
+    parser.add_argument(
+        "--artifact",
+        default="",
+        help=f"write the best weights here when done (e.g. {ARTIFACT_DIR / WEIGHTS_NAME}); default: only --out",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if args.export_only and not args.artifact:
+        raise SystemExit("--export-only needs --artifact")
     if not args.export_only:
         train(args)
+    if not args.artifact:  # an experiment must not overwrite the shipped model unasked
+        print(f"best weights in {Path(args.out) / 'best.pt'} (not exported: no --artifact)")
+        return
     meta = export(Path(args.out) / "best.pt", Path(args.artifact))
     print(f"exported epoch {meta['epoch']} ({meta['weights']}, val acc {meta['val_accuracy']:.4f}) to {args.artifact}")
 

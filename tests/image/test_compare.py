@@ -1,0 +1,34 @@
+"""training.image.compare: weight files scored alone and averaged, through the service's classifier."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from services.image.network import EmotionNet
+from shared.labels import LABELS
+from training.image.compare import probabilities, scores
+
+
+def _weights(path: Path, seed: int) -> Path:
+    torch.manual_seed(seed)
+    network = EmotionNet((8, 8, 8, 8))
+    torch.save({"state_dict": network.state_dict(), "meta": {"widths": [8, 8, 8, 8], "labels": list(LABELS)}}, path)
+    return path
+
+
+def test_probabilities_of_a_weight_file(tmp_path: Path) -> None:
+    images = np.random.default_rng(0).integers(0, 256, size=(5, 48, 48), dtype=np.uint8)
+    p = probabilities(_weights(tmp_path / "a.pt", 0), images, batch=2)
+    assert p.shape == (5, 7) and np.allclose(p.sum(axis=1), 1.0)
+    mirrored = probabilities(tmp_path / "a.pt", images[:, :, ::-1].copy())
+    np.testing.assert_allclose(p, mirrored, atol=1e-5)  # flip TTA: a crop and its mirror score alike
+
+
+def test_scores() -> None:
+    y = np.array([0, 1, 1, 6])
+    p = np.eye(7)[[0, 1, 6, 6]]
+    s = scores(y, p)
+    assert s["accuracy"] == 0.75 and s["disgust_recall"] == 0.5
+    assert s["macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)

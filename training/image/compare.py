@@ -1,0 +1,56 @@
+"""Face weight files side by side on a FER2013 split, alone and averaged (flip TTA, uncalibrated).
+
+    python -m training.image.compare services/image/artifacts/face_emotion.pt /tmp/fer_w48/exported.pt
+
+Each file runs through the service's classifier (``services.image.model.load``, PyTorch, flip TTA,
+calibration off so that files with and without a calibrator compare alike); "mean" averages their
+probabilities, i.e. what shipping them as an ensemble would give.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import f1_score, recall_score
+
+from services.image import model as face_model
+from shared.labels import LABEL_TO_INDEX
+from training.image.data import DEFAULT_ROOT, load_split
+
+
+def probabilities(path: Path, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Flip-TTA, uncalibrated (n, 7) probabilities of the weights in ``path`` for (n, 48, 48) crops."""
+    loaded = face_model.load(path, tta=True, calibrated=False)
+    return np.concatenate([loaded.predict(list(images[i : i + batch])) for i in range(0, len(images), batch)])
+
+
+def scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    predicted = p.argmax(axis=1)
+    recalls = recall_score(y, predicted, labels=list(range(p.shape[1])), average=None, zero_division=0)
+    return {
+        "accuracy": float(np.mean(predicted == y)),
+        "macro_f1": float(f1_score(y, predicted, average="macro")),
+        "disgust_recall": float(recalls[LABEL_TO_INDEX["disgust"]]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("weights", type=Path, nargs="+", help="face_emotion.pt files (exported format)")
+    parser.add_argument("--split", default="public_test")
+    parser.add_argument("--data", type=Path, default=DEFAULT_ROOT)
+    args = parser.parse_args(argv)
+    split = load_split(args.split, root=args.data)
+    rows = {str(path): probabilities(path, split.images) for path in args.weights}
+    if len(rows) > 1:
+        rows["mean"] = np.mean(list(rows.values()), axis=0)
+    for name, p in rows.items():
+        s = scores(split.labels, p)
+        print(f"{name}: accuracy {s['accuracy']:.4f}  macro_f1 {s['macro_f1']:.4f}", end="")
+        print(f"  disgust recall {s['disgust_recall']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
