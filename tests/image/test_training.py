@@ -67,6 +67,10 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     train(build_parser().parse_args([*args, "--resume", "--epochs", "3"]), splits)
     history = torch.load(out / "last.pt", weights_only=False)["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
+    bare = args[: args.index("--artifact")]  # no --artifact: nothing may be written over a shipped model
+    with pytest.raises(SystemExit, match="needs --artifact"):
+        main([*bare, "--export-only"])
+    assert not artifact.exists()
     main([*args, "--export-only"])
     loaded = face_model.load(artifact.parent)
     probs = loaded.predict([np.zeros((48, 48), np.uint8)])
