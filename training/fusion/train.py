@@ -55,6 +55,7 @@ from training.fusion.data import (
     training_matrix,
     triple_probabilities,
 )
+from training.fusion.predict_modalities import SPEECH_VALIDATION_ACTORS
 from training.fusion.scoring import format_singles, format_table, fuse_subset, score_subsets
 from training.report import classification_report, save_confusion_png
 
@@ -71,7 +72,7 @@ DEFAULT_JITTER = 0.7
 DEFAULT_TEMPERATURE = False  # the services now return calibrated probabilities: no second input scaling
 #: The final speech heads trained on RAVDESS actors 01-16: 17-20 are the speech fusion-test part; actors
 #: 01-16 are usable for fusion-train only as out-of-fold predictions (stage 1's ``--speech-oof``).
-SPEECH_FIRST_HELD_OUT_ACTOR = 17
+SPEECH_FIRST_HELD_OUT_ACTOR = SPEECH_VALIDATION_ACTORS[0]
 #: Candidates tried by ``--select`` (on an inner split of fusion-train only): (forest overrides, jitter).
 CANDIDATES: tuple[tuple[dict[str, Any], float], ...] = (
     ({"max_features": 2}, 1.0),
@@ -519,11 +520,8 @@ def export(model: FusionModel, metrics: dict[str, Any], out: Path) -> tuple[Path
 
 def save_reliability(subsets: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
     """Reliability diagram on fusion-test: every multimodal subset as served, and all three before calibration."""
-    curves = {
-        f"all three, before (ECE {ece_from_bins(subsets['speech+text+image']['reliability']['before']):.3f})": subsets[
-            "speech+text+image"
-        ]["reliability"]["before"]
-    }
+    before = subsets["speech+text+image"]["reliability"]["before"]
+    curves = {f"all three, before (ECE {ece_from_bins(before):.3f})": before}
     for name, entry in subsets.items():
         if len(entry["modalities"]) > 1:
             curves[f"{name} (ECE {entry['fusion']['ece']:.3f})"] = entry["reliability"]["after"]

@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import f1_score, recall_score
 
 from services.image import model as face_model
-from shared.labels import LABEL_TO_INDEX
 from training.image.data import DEFAULT_ROOT, load_split
+from training.report import report_from_probabilities
 
 
 def probabilities(path: Path, images: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -26,12 +25,12 @@ def probabilities(path: Path, images: np.ndarray, batch: int = 256) -> np.ndarra
 
 
 def scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    predicted = p.argmax(axis=1)
-    recalls = recall_score(y, predicted, labels=list(range(p.shape[1])), average=None, zero_division=0)
+    """Accuracy, macro-F1 and disgust recall of the arg-max (``training.report``'s definitions)."""
+    report = report_from_probabilities(y.tolist(), p)
     return {
-        "accuracy": float(np.mean(predicted == y)),
-        "macro_f1": float(f1_score(y, predicted, average="macro")),
-        "disgust_recall": float(recalls[LABEL_TO_INDEX["disgust"]]),
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "disgust_recall": report["per_class"]["disgust"]["recall"],
     }
 
 

@@ -430,7 +430,7 @@ def run_calibrate(
     from training.calibration import calibration_metrics, fit_calibrator, save_reliability_png
 
     groups = np.array_split(np.arange(1, 17), folds)
-    labels, probabilities, fold_clips = [], [], []
+    probabilities, fold_clips = [], []
     for k, group in enumerate(groups):
         cached = out / f"calibration_fold_{k}.npz"
         held = (int(group[0]), int(group[-1]))
@@ -449,8 +449,7 @@ def run_calibrate(
         with np.load(cached) as data:
             fold_clips.extend(w.clips[int(i)] for i in data["clip_ids"])
             probabilities.append(data["probs"])
-    labels = [c.label for c in fold_clips]
-    y_fit, p_fit = np.asarray(labels), np.concatenate(probabilities)
+    y_fit, p_fit = np.asarray([c.label for c in fold_clips]), np.concatenate(probabilities)
     calibrator, info = fit_calibrator(y_fit, p_fit, fitted_on=f"{len(y_fit)} out-of-fold clips of RAVDESS actors 01-16")
     save_out_of_fold(out / OUT_OF_FOLD_FILE, fold_clips, p_fit)
     heads = [keras.saving.load_model(p, compile=False) for p in sorted(out.glob("head_*.keras"))]
