@@ -20,7 +20,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         settings=settings,
         load=lambda: speech_model.load(
-            settings.model_dir, threads=settings.inference_threads, calibrated=settings.apply_calibration
+            settings.model_dir,
+            threads=settings.inference_threads,
+            calibrated=settings.apply_calibration,
+            encoder_runtime=settings.encoder_runtime,
         ),
         # Encoder and TF graph run once before /readyz turns green: the first request is not the slow one.
         warmup=lambda model: model.warmup(),

@@ -143,6 +143,7 @@ class SpeechModel:
         self.calibrator = calibrator or Calibrator()
         self.name = config.name
         self.version = config.version
+        self._call = inference_call(network)
 
     @property
     def sample_rate(self) -> int:
@@ -184,7 +185,7 @@ class SpeechModel:
 
         # convert_to_numpy, not np.asarray: keras may run on the torch backend in a process that
         # imported it for the text model first, where outputs are tensors that require grad.
-        out = np.asarray(keras.ops.convert_to_numpy(self.network(x, training=False)), dtype=np.float64)
+        out = np.asarray(keras.ops.convert_to_numpy(self._call(x)), dtype=np.float64)
         normalised: npt.NDArray[np.float64] = self.calibrator(out / out.sum(axis=1, keepdims=True))
         return normalised
 
@@ -197,8 +198,26 @@ class SpeechModel:
     def warmup(self) -> None:
         """Run every part once (encoder, TF graph) so the first real request is not the slow one."""
         rng = np.random.default_rng(0)
-        for seconds in (1.0, 3.0):
-            self.predict([(0.05 * rng.standard_normal(int(seconds * self.sample_rate))).astype(np.float32)])
+        windows = [(0.05 * rng.standard_normal(int(s * self.sample_rate))).astype(np.float32) for s in (1.0, 3.0)]
+        # One window, then two: the traced head call settles on a batch size of any length.
+        for batch in ([windows[0]], [windows[1]], windows):
+            self.predict(batch)
+
+
+def inference_call(network: Any) -> Any:
+    """``network(x, training=False)``, traced once by TensorFlow when Keras runs on it.
+
+    An eager Keras call of the five heads costs about 40 ms of Python and op dispatch for a few
+    million multiply-adds; the traced graph about 10 ms. ``reduce_retracing`` lets the second batch
+    size seen relax the batch dimension, so later sizes reuse that trace (warm-up makes both).
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return lambda x: network(x, training=False)
+    import tensorflow as tf
+
+    return tf.function(lambda x: network(x, training=False), reduce_retracing=True)
 
 
 def configure_threads(threads: int) -> None:
@@ -215,13 +234,21 @@ def configure_threads(threads: int) -> None:
         pass
 
 
-def load(path: Path, *, threads: int = 1, weights_cache: Path | None = None, calibrated: bool = True) -> SpeechModel:
+def load(
+    path: Path,
+    *,
+    threads: int = 1,
+    weights_cache: Path | None = None,
+    calibrated: bool = True,
+    encoder_runtime: str = "onnx",
+) -> SpeechModel:
     """Load the model folder; FileNotFoundError names what is missing, ValueError what is wrong.
 
     A model with a ``whisper`` input also loads the pinned encoder (assembled under ``weights_cache``,
     default ``shared.weights.default_cache_dir()``); weights that fail their checksum are a ValueError.
     ``calibrated``: apply the folder's ``calibration.json`` to every segment's probabilities (absent:
-    identity); off only to fit a new one (``python -m training.calibrate``).
+    identity); off only to fit a new one (``python -m training.calibrate``). ``encoder_runtime``:
+    ``onnx`` (onnxruntime) or ``numpy`` (the reference implementation the training cache was built with).
     """
     model_file = path / MODEL_FILE
     config_file = path / CONFIG_FILE
@@ -238,7 +265,11 @@ def load(path: Path, *, threads: int = 1, weights_cache: Path | None = None, cal
             raise ValueError("model config has a whisper input but no encoder parameters")
         try:
             encoder = load_encoder(
-                cache_dir=weights_cache, params=config.encoder.mel, num_layers=config.encoder.num_layers
+                cache_dir=weights_cache,
+                params=config.encoder.mel,
+                num_layers=config.encoder.num_layers,
+                runtime=encoder_runtime,
+                threads=threads,
             )
         except WeightsError as exc:
             raise ValueError(str(exc)) from exc

@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -16,6 +17,13 @@ class Settings(BatchingSettings):
     model_dir: Path = Field(default=ARTIFACTS_DIR, description="Folder holding the .keras model and its JSON.")
     apply_calibration: bool = Field(
         default=True, description="Return calibrated probabilities (the model folder's calibration.json)."
+    )
+    encoder_runtime: Literal["onnx", "onnx-int8", "numpy"] = Field(
+        default="onnx",
+        description=(
+            "Where the Whisper encoder runs: onnxruntime (float32), onnxruntime with int8 matrix weights,"
+            " or the NumPy reference (same weights; float32 runtimes give the same states)."
+        ),
     )
     max_duration_s: float = Field(default=600.0, gt=0, description="Longest clip accepted, in seconds (else 413).")
     max_batch_size: int = Field(

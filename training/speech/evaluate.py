@@ -19,9 +19,9 @@ CHUNK = 16
 
 
 @lru_cache(maxsize=2)
-def _load(model_dir: Path, threads: int, calibrated: bool = True) -> SpeechModel:
+def _load(model_dir: Path, threads: int, calibrated: bool = True, encoder_runtime: str = "onnx") -> SpeechModel:
     try:
-        return load(model_dir, threads=threads, calibrated=calibrated)
+        return load(model_dir, threads=threads, calibrated=calibrated, encoder_runtime=encoder_runtime)
     except (FileNotFoundError, ValueError) as exc:
         raise ModelNotReady(MODEL_MISSING_DETAIL.format(reason=exc)) from exc
 
@@ -29,7 +29,7 @@ def _load(model_dir: Path, threads: int, calibrated: bool = True) -> SpeechModel
 def get_model(settings: Settings | None = None) -> SpeechModel:
     """The model the service would load (``MODEL_DIR``), cached per process."""
     settings = settings or Settings()
-    return _load(settings.model_dir, settings.inference_threads, settings.apply_calibration)
+    return _load(settings.model_dir, settings.inference_threads, settings.apply_calibration, settings.encoder_runtime)
 
 
 def predict_manifest(manifest: Manifest, **_options: Any) -> np.ndarray:
