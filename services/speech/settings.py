@@ -18,12 +18,9 @@ class Settings(BatchingSettings):
     apply_calibration: bool = Field(
         default=True, description="Return calibrated probabilities (the model folder's calibration.json)."
     )
-    encoder_runtime: Literal["onnx", "onnx-int8", "numpy"] = Field(
+    encoder_runtime: Literal["onnx", "numpy"] = Field(
         default="onnx",
-        description=(
-            "Where the Whisper encoder runs: onnxruntime (float32), onnxruntime with int8 matrix weights,"
-            " or the NumPy reference (same weights; float32 runtimes give the same states)."
-        ),
+        description="Where the Whisper encoder runs: onnxruntime, or the NumPy reference (same weights, same states).",
     )
     max_duration_s: float = Field(default=600.0, gt=0, description="Longest clip accepted, in seconds (else 413).")
     max_batch_size: int = Field(
