@@ -54,3 +54,12 @@ def test_a_truncated_onnx_encoder_runs_only_its_blocks() -> None:
     short = load_encoder(runtime="onnx", num_layers=3)
     states = short.network.layers(whisper_logmel(voice(1.0, seed=2), WhisperMelParams()))
     assert len(states) == 4 and all(s.shape == (50, 512) for s in states)
+
+
+def test_more_windows_than_one_pass_takes_keep_their_order(onnx_encoder: WhisperEncoder) -> None:
+    from services.speech.encoder import MAX_WINDOWS_PER_PASS
+
+    windows = [voice(1.0, f0=120 + 25 * k, seed=k) for k in range(MAX_WINDOWS_PER_PASS + 2)]
+    batched = onnx_encoder.pooled_layers_batch(windows, [2, 5])
+    for k, window in enumerate(windows):
+        np.testing.assert_allclose(batched[k], onnx_encoder.pooled_layers(window, [2, 5]), rtol=1e-4, atol=1e-4)
