@@ -119,3 +119,21 @@ def test_fine_tune_from_weights_with_swa(tmp_path: Path) -> None:
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["val_acc_swa"] is not None for h in history] == [True, True]
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=False)["swa_count"] == 2
+
+
+def test_precision_follows_the_cpu(tmp_path: Path) -> None:
+    from training.image import train as trainer
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t: fpu sse avx avx2 fma\n")
+    assert not trainer.bf16_is_native(cpuinfo)
+    cpuinfo.write_text("flags\t: fpu avx2 avx512f amx_bf16 amx_tile\n")
+    assert trainer.bf16_is_native(cpuinfo)
+    assert not trainer.bf16_is_native(tmp_path / "missing")
+    # The context computes in bfloat16 only when enabled.
+    layer = torch.nn.Linear(4, 2)
+    x = torch.ones(1, 4)
+    with trainer.autocast(True):
+        assert layer(x).dtype == torch.bfloat16
+    with trainer.autocast(False):
+        assert layer(x).dtype == torch.float32

@@ -114,8 +114,28 @@ def soft_targets(
     return (1 - smoothing) * mixed + smoothing / k
 
 
+def bf16_is_native(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AMX or AVX-512 BF16).
+
+    Elsewhere PyTorch emulates it: one 128-face training step of the shipped network took 19 s under
+    bf16 autocast against 1.9 s in float32 on an AVX2-only EPYC (2 threads).
+    """
+    try:
+        flags = cpuinfo.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def autocast(enabled: bool) -> "torch.autocast":
+    """bf16 autocast where the CPU has it natively (``--precision auto``), else a no-op context."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: bool, batch_size: int = 256) -> np.ndarray:
+def predict_probabilities(
+    model: nn.Module, images: np.ndarray, *, tta: bool, batch_size: int = 256, bf16: bool = True
+) -> np.ndarray:
     """Softmax over (n, 48, 48) uint8 images; with ``tta`` averaged with the horizontal flip."""
     model.eval()
     outputs = []
@@ -123,7 +143,7 @@ def predict_probabilities(model: nn.Module, images: np.ndarray, *, tta: bool, ba
         x = normalize(torch.from_numpy(images[start : start + batch_size])).contiguous(
             memory_format=torch.channels_last
         )
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(bf16):
             probs = model(x).float().softmax(dim=1)
             if tta:
                 probs = (probs + model(torch.flip(x, dims=[3])).float().softmax(dim=1)) / 2
@@ -219,6 +239,8 @@ def export(checkpoint: Path, target: Path) -> dict[str, Any]:
 def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -> float:
     """Train per ``args`` (on ``splits`` = (train, val) if given, else FER2013 from ``args.data``); best val acc."""
     torch.set_num_threads(args.threads)
+    bf16 = args.precision == "bf16" or (args.precision == "auto" and bf16_is_native())
+    print(f"precision: {'bf16 autocast' if bf16 else 'float32'}", flush=True)
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     out = Path(args.out)
@@ -297,7 +319,7 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
             target = soft_targets(
                 labels[idx], ferplus[idx], ferplus_weight=args.ferplus_weight, smoothing=args.smoothing
             )
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast(bf16):
                 logits = model(x)
             loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
             optimizer.zero_grad(set_to_none=True)
@@ -321,7 +343,7 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
             swa.update_bn(images[: args.bn_images])
             candidates.append(("swa", swa.model))
         for tag, net in candidates:
-            probs = predict_probabilities(net, val.images, tta=False)
+            probs = predict_probabilities(net, val.images, tta=False, bf16=bf16)
             scores[tag] = accuracy(probs, val.labels)
         tag = max(scores, key=lambda t: scores[t])
         record = {
@@ -389,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bn-images", type=int, default=8192, help="train images for the averaged model's BN stats")
     parser.add_argument("--photo-aug", type=float, default=0.0, help="strength of photo-like corruptions (0 = off)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="bf16 autocast or float32; auto = bf16 only where the CPU has it natively (AMX / AVX-512 BF16)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images (smoke tests)")
     parser.add_argument("--resume", action="store_true")
