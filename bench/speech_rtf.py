@@ -7,9 +7,11 @@ features/encoder, head, combine):
 * a synthetic 3-second voice-like clip (the issue's yardstick: realtime factor >= 20x), repeated;
 * ``--n`` RAVDESS actors 17-20 clips from ``--data`` when that folder exists.
 
-Realtime factor = seconds of audio / seconds of wall time (higher is faster).
+Realtime factor = seconds of audio / seconds of wall time (higher is faster). A Whisper model is
+timed once per ``--runtimes`` entry (where its encoder runs: onnxruntime, or the NumPy reference).
 
     python bench/speech_rtf.py [--models services/speech/artifacts services/speech/artifacts/legacy_logmel]
+                               [--runtimes onnx numpy] [--threads 1]
 """
 
 import argparse
@@ -53,13 +55,13 @@ def ravdess_clips(data: Path, n: int, seed: int) -> list[Path]:
     return [folder / r["path"] for r in random.Random(seed).sample(rows, min(n, len(rows)))]
 
 
-def bench_model(model_dir: Path, clips: list[Path], repeats: int) -> dict[str, Any]:
+def bench_model(model_dir: Path, clips: list[Path], repeats: int, runtime: str, threads: int) -> dict[str, Any]:
     """Time one model folder in this process (call it in a fresh subprocess)."""
     from services.speech.model import load
     from services.speech.pipeline import analyse
 
     started = time.perf_counter()
-    model = load(model_dir, threads=1)
+    model = load(model_dir, threads=threads, encoder_runtime=runtime)
     model.warmup()
     load_s = time.perf_counter() - started
 
@@ -77,6 +79,7 @@ def bench_model(model_dir: Path, clips: list[Path], repeats: int) -> dict[str, A
         audio_s += duration
     out: dict[str, Any] = {
         "model": f"{model.name} {model.version}",
+        "encoder": runtime if model.encoder is not None else "-",
         "load_and_warmup_s": round(load_s, 2),
         "clip3s_median_ms": round(1000 * statistics.median(short), 1),
         "clip3s_rtf": round(3.0 / statistics.median(short), 1),
@@ -99,24 +102,45 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=32, help="RAVDESS actors 17-20 clips to time")
     parser.add_argument("--repeats", type=int, default=10, help="timed calls on the synthetic 3 s clip")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runtimes", nargs="+", default=["onnx", "numpy"], help="encoder runtimes to time")
+    parser.add_argument("--threads", type=int, default=1, help="threads for TF, BLAS and onnxruntime")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--runtime", default="onnx", help=argparse.SUPPRESS)
     args = parser.parse_args()
     clips = ravdess_clips(args.data, args.n, args.seed)
     if args.child:
-        print(json.dumps(bench_model(Path(args.child), clips, args.repeats)))
+        print(json.dumps(bench_model(Path(args.child), clips, args.repeats, args.runtime, args.threads)))
         return 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    threads = str(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads, "TF_CPP_MIN_LOG_LEVEL": "2"}
     rows = []
     for folder in args.models:
-        cmd = [sys.executable, __file__, "--child", str(ROOT / folder), "--n", str(args.n)]
-        cmd += ["--repeats", str(args.repeats), "--seed", str(args.seed), "--data", str(args.data)]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        uses_encoder = "whisper" in json.loads((ROOT / folder / "speech_emotion.json").read_text())["inputs"]
+        for runtime in args.runtimes if uses_encoder else args.runtimes[:1]:
+            cmd = [sys.executable, __file__, "--child", str(ROOT / folder), "--n", str(args.n), "--runtime", runtime]
+            cmd += ["--repeats", str(args.repeats), "--seed", str(args.seed), "--data", str(args.data)]
+            cmd += ["--threads", threads]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     keys = list(dict.fromkeys(k for row in rows for k in row))
     print("  ".join(f"{k:>20}" for k in keys))
     for row in rows:
         print("  ".join(f"{row.get(k, '-')!s:>20}" for k in keys))
+    if args.json:
+        args.json.write_text(json.dumps({"threads": args.threads, "cpu": cpu_name(), "rows": rows}, indent=1) + "\n")
     return 0
+
+
+def cpu_name() -> str:
+    """The CPU's model name (results differ a lot between this project's machines)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
 
 
 if __name__ == "__main__":
