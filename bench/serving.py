@@ -5,7 +5,8 @@ One run measures, and prints and writes as JSON:
 * per inference service (text, image, speech, fusion): items/s and p50/p95 latency at concurrency 1
   and 32 with single-item requests, and through ``/predict/batch`` (text, image, speech);
 * the old serving path (PyTorch fp32, batch-1 calls in threads: ``INFERENCE_RUNTIME=torch
-  MAX_BATCH_SIZE=1 MAX_CONCURRENT_BATCHES=8``) next to the new one, as ratios (text, image);
+  MAX_BATCH_SIZE=1 MAX_CONCURRENT_BATCHES=8``; for speech the NumPy encoder, ``ENCODER_RUNTIME=numpy``)
+  next to the new one, as ratios (text, image, speech);
 * the gateway: ``/api/predict/text`` against the text service alone (p50 at c1, items/s at c32),
   and ``/api/predict/multimodal`` (text + image + audio) against the slowest modality's p50;
 * the text service's RSS after warm-up and after ``--rss-requests`` more requests;
@@ -340,7 +341,7 @@ async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, 
         result["c32_over_c1"] = round(result["c32"]["items_per_s"] / result["c1"]["items_per_s"], 2)
         out["services"][name] = result
         print(f"  {name}: {json.dumps(result)}", flush=True)
-    for name in ("text", "image"):
+    for name in ("text", "image", "speech"):
         old = f"{name}_old"
         if old not in fleet.services:
             continue
@@ -348,8 +349,9 @@ async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, 
         url = service.url
         single = plans[name][0]
         await load(url, single, concurrency=4, total=8)
+        speech_scale = 0.5 if name == "speech" else 1.0
         result = {
-            "c1": await measured(service, load(url, single, concurrency=1, duration_s=d)),
+            "c1": await measured(service, load(url, single, concurrency=1, duration_s=d * speech_scale)),
             "c32": await measured(service, load(url, single, concurrency=32, duration_s=d)),
         }
         new = out["services"][name]
@@ -605,14 +607,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     port = args.port
     modules = {"speech": 1, "text": 2, "image": 3, "fusion": 4}
     old_env = {"INFERENCE_RUNTIME": "torch", "MAX_BATCH_SIZE": "1", "MAX_CONCURRENT_BATCHES": "8"}
+    old_speech_env = {"ENCODER_RUNTIME": "numpy", "MAX_BATCH_SIZE": "1", "MAX_CONCURRENT_BATCHES": "8"}
     try:
         for name, offset in modules.items():
             if name in only:
                 fleet.start(name, name, port + offset)
         if "old" in only:
-            for name, offset in (("text", 12), ("image", 13)):
+            for name, offset in (("speech", 11), ("text", 12), ("image", 13)):
                 if name in only:
-                    fleet.start(f"{name}_old", name, port + offset, old_env)
+                    fleet.start(f"{name}_old", name, port + offset, old_speech_env if name == "speech" else old_env)
         fleet.wait_ready(list(fleet.services))
         await bench_services(fleet, args, out)
         if "gateway" in only and "text" in only:  # --only text,gateway: the gateway against the text service alone

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from services.speech.audio import SegmentationParams, decode, segment
-from services.speech.encoder import FINAL, HIDDEN_SIZE, WhisperEncoder, load_encoder
+from services.speech.encoder import FINAL, HIDDEN_SIZE, RUNTIMES, WhisperEncoder, load_encoder
 from services.speech.errors import NoSpeech
 from training.speech.data import Clip, add_noise, ravdess_actor, read_clips
 
@@ -110,12 +110,13 @@ def run(
     datasets: Sequence[str],
     every: int = 1,
     shard: tuple[int, int] = (0, 1),
+    runtime: str = "onnx",
 ) -> None:
     """Encode every clip (or augmented copy) that has no cache file yet."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
-    encoder = load_encoder()
+    encoder = load_encoder(runtime=runtime, threads=threads)
     segmentation = SegmentationParams()
     clips = load_clips(data, datasets, every)
     if augment != "orig":
@@ -164,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--every", type=int, default=1, help="encode every N-th clip of each manifest (a quicker cache)"
     )
     parser.add_argument("--shard", default="0/1", help="K/N: encode only clips whose index is K modulo N")
+    parser.add_argument(
+        "--runtime", choices=RUNTIMES, default="onnx", help="encoder runtime (the service's default; same states)"
+    )
     args = parser.parse_args(argv)
     k, n = (int(v) for v in args.shard.split("/"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -177,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         datasets=args.datasets,
         every=args.every,
         shard=(k, n),
+        runtime=args.runtime,
     )
 
 
