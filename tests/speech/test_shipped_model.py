@@ -24,3 +24,16 @@ def test_shipped_model_runs_on_the_pinned_encoder() -> None:
     # The encoder's weights come from the pinned packages, not the repository.
     # Five 6,144 -> 256 -> 7 heads, about 3.2 MB each with their first layer stored in float16.
     assert (ARTIFACTS_DIR / "speech_emotion.keras").stat().st_size < 25 * 1024 * 1024
+
+
+def test_after_warmup_no_batch_size_retraces_the_heads() -> None:
+    # The heads' call is traced by TensorFlow; warm-up must leave a trace that fits any batch size,
+    # or the first request with a new number of windows pays a retrace (hundreds of ms).
+    model = load(ARTIFACTS_DIR)
+    model.warmup()
+    traced = model._call.experimental_get_tracing_count()
+    reference = model.predict([voice(3.0, seed=4)])
+    batch = model.predict([voice(3.0, seed=4), *(voice(1.5, seed=k) for k in range(4))])
+    assert model._call.experimental_get_tracing_count() == traced
+    # Batching does not change a window's answer.
+    np.testing.assert_allclose(batch[0], reference[0], atol=1e-5)
