@@ -135,6 +135,9 @@ class OnnxWhisperEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle intra-op threads sleep instead of spinning: between passes the same cores compute the
+        # log-mel features and run the TensorFlow heads.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         self._outputs = [o.name for o in self.session.get_outputs()]
 
