@@ -4,7 +4,7 @@ The weights are the hash-pinned ``shared.weights.WHISPER_BASE`` copy: :func:`loa
 to start from a file whose sha256 is not the pinned one (``shared.weights.WeightsError``). The
 network is read into NumPy (``services.speech.whisper_numpy``) so that any layer can be read, not only
 the last one CTranslate2's ``encode()`` returns, and runs either there or, by default, as the same
-graph on onnxruntime (``services.speech.whisper_onnx``: about 1.5x faster on one core).
+graph on onnxruntime (``services.speech.whisper_onnx``: ~1.35x faster on one core, ~1.9x on two).
 """
 
 from collections.abc import Sequence
