@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.speech.whisper_numpy import NumpyWhisperEncoder
+from services.speech.whisper_numpy import NumpyWhisperEncoder, _layer_norm
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -127,7 +127,9 @@ class OnnxWhisperEncoder:
     def __init__(self, network: NumpyWhisperEncoder, *, threads: int = 1) -> None:
         import onnxruntime as ort  # noqa: PLC0415
 
-        self.numpy = network
+        # Only the final norm stays in NumPy: keeping ``network`` would hold all its float32 weights (~80 MB)
+        # beside onnxruntime's copy.
+        self.final_norm = network.final_norm
         self.num_layers = network.num_layers
         self.depth = network.depth
         model = build_graph(network, network.num_layers)
@@ -151,4 +153,4 @@ class OnnxWhisperEncoder:
 
     def final(self, last: FloatArray) -> FloatArray:
         """The final layer norm applied to the last block's states."""
-        return self.numpy.final(last)
+        return _layer_norm(last, *self.final_norm)
