@@ -313,6 +313,11 @@ def replica_counts(urls: list[str]) -> list[float]:
 # --------------------------------------------------------------------------- phases
 
 
+def c1_seconds(service: str, duration_s: float) -> float:
+    """How long the concurrency-1 run lasts: speech calls are slow, so fewer of them."""
+    return duration_s * (0.5 if service == "speech" else 1.0)
+
+
 async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, Any]) -> None:
     d = args.duration
     faces = [face_jpeg(i) for i in range(8)]
@@ -328,10 +333,9 @@ async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, 
             continue
         service = fleet.services[name]
         url = service.url
-        speech_scale = 0.5 if name == "speech" else 1.0  # speech calls are slow: fewer of them
         await load(url, single, concurrency=4, total=8)  # warm-up
         result: dict[str, Any] = {
-            "c1": await measured(service, load(url, single, concurrency=1, duration_s=d * speech_scale)),
+            "c1": await measured(service, load(url, single, concurrency=1, duration_s=c1_seconds(name, d))),
             "c32": await measured(service, load(url, single, concurrency=32, duration_s=d)),
         }
         if batch is not None:
@@ -349,9 +353,8 @@ async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, 
         url = service.url
         single = plans[name][0]
         await load(url, single, concurrency=4, total=8)
-        speech_scale = 0.5 if name == "speech" else 1.0
         result = {
-            "c1": await measured(service, load(url, single, concurrency=1, duration_s=d * speech_scale)),
+            "c1": await measured(service, load(url, single, concurrency=1, duration_s=c1_seconds(name, d))),
             "c32": await measured(service, load(url, single, concurrency=32, duration_s=d)),
         }
         new = out["services"][name]
@@ -606,8 +609,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
     port = args.port
     modules = {"speech": 1, "text": 2, "image": 3, "fusion": 4}
-    old_env = {"INFERENCE_RUNTIME": "torch", "MAX_BATCH_SIZE": "1", "MAX_CONCURRENT_BATCHES": "8"}
-    old_speech_env = {"ENCODER_RUNTIME": "numpy", "MAX_BATCH_SIZE": "1", "MAX_CONCURRENT_BATCHES": "8"}
+    batch_1_threads = {"MAX_BATCH_SIZE": "1", "MAX_CONCURRENT_BATCHES": "8"}
+    torch_runtime = {"INFERENCE_RUNTIME": "torch"}
+    old_runtime = {"speech": {"ENCODER_RUNTIME": "numpy"}, "text": torch_runtime, "image": torch_runtime}
     try:
         for name, offset in modules.items():
             if name in only:
@@ -615,7 +619,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if "old" in only:
             for name, offset in (("speech", 11), ("text", 12), ("image", 13)):
                 if name in only:
-                    fleet.start(f"{name}_old", name, port + offset, old_speech_env if name == "speech" else old_env)
+                    fleet.start(f"{name}_old", name, port + offset, old_runtime[name] | batch_1_threads)
         fleet.wait_ready(list(fleet.services))
         await bench_services(fleet, args, out)
         if "gateway" in only and "text" in only:  # --only text,gateway: the gateway against the text service alone
