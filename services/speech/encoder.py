@@ -54,7 +54,13 @@ class WhisperEncoder:
     def pooled_layers_batch(
         self, segments: Sequence[npt.NDArray[np.floating[Any]]], layers: Sequence[int]
     ) -> list[FloatArray]:
-        """:meth:`pooled_layers` for many windows: windows of the same length share one batched pass.
+        """:meth:`pooled_layers` for many windows: windows of the same length share one batched pass."""
+        return [np.stack([pool(h) for h in states]) for states in self.layer_states_batch(segments, layers)]
+
+    def layer_states_batch(
+        self, segments: Sequence[npt.NDArray[np.floating[Any]]], layers: Sequence[int]
+    ) -> list[FloatArray]:
+        """(len(layers), frames, 512) hidden states of the named layers for each window, in order.
 
         Served windows are mostly exactly 3 s, so concurrent requests' windows go through each weight
         matrix together, up to :data:`MAX_WINDOWS_PER_PASS` at a time.
@@ -73,11 +79,10 @@ class WhisperEncoder:
         for indices in groups:
             states = self.network.layers(np.stack([mels[i] for i in indices]), upto=deepest)
             for row, i in enumerate(indices):
-                picked = [
-                    self.network.final(states[-1][row]) if layer == FINAL else states[layer][row] for layer in layers
-                ]
-                out[i] = np.stack([pool(h) for h in picked])
-        return [p for p in out if p is not None]
+                out[i] = np.stack(
+                    [self.network.final(states[-1][row]) if layer == FINAL else states[layer][row] for layer in layers]
+                ).astype(np.float32, copy=False)
+        return [s for s in out if s is not None]
 
 
 def blocks_needed(layers: Sequence[int]) -> int | None:
@@ -89,6 +94,25 @@ def pool(hidden: FloatArray) -> FloatArray:
     """Mean and standard deviation over time: a (2 * 512,) summary of a window's hidden states."""
     pooled: FloatArray = np.concatenate([hidden.mean(axis=0), hidden.std(axis=0)]).astype(np.float32)
     return pooled
+
+
+def frame_means(states: FloatArray, stride: int) -> FloatArray:
+    """(..., frames, d) -> (..., ceil(frames / stride), d): means of ``stride`` consecutive frames (last: the rest)."""
+    frames = states.shape[-2]
+    starts = np.arange(0, frames, stride)
+    sums = np.add.reduceat(states, starts, axis=-2)
+    counts = np.minimum(starts + stride, frames) - starts
+    out: FloatArray = (sums / counts[:, None]).astype(np.float32)
+    return out
+
+
+def pad_frames(windows: Sequence[FloatArray], length: int | None = None) -> FloatArray:
+    """(n, length, d) zero-padded stack of (frames, d) windows (padding marks itself: states are never all zero)."""
+    length = length or max(len(w) for w in windows)
+    out = np.zeros((len(windows), length, windows[0].shape[1]), dtype=windows[0].dtype)
+    for i, w in enumerate(windows):
+        out[i, : len(w)] = w[:length]
+    return out
 
 
 def combine_layers(pooled: FloatArray, how: str) -> FloatArray:

@@ -4,7 +4,8 @@ The network reads one or more named inputs:
 
 * ``whisper`` — mean and standard deviation over time of chosen hidden layers of the pretrained
   Whisper-base encoder (``services.speech.encoder``; hash-pinned weights from ``shared.weights``),
-  averaged or concatenated over those layers;
+  averaged or concatenated over those layers; or, for a head that pools with attention itself,
+  those layers' states over time (zero-padded frames);
 * ``features`` — an utterance-level statistics vector (``services.speech.features.extract``);
 * ``logmel`` — a fixed-size log-mel patch (``services.speech.features.extract_logmel``).
 
@@ -24,7 +25,15 @@ import numpy as np
 import numpy.typing as npt
 
 from services.speech.audio import SegmentationParams
-from services.speech.encoder import FINAL, WhisperEncoder, blocks_needed, combine_layers, load_encoder
+from services.speech.encoder import (
+    FINAL,
+    WhisperEncoder,
+    blocks_needed,
+    combine_layers,
+    frame_means,
+    load_encoder,
+    pad_frames,
+)
 from services.speech.features import FeatureParams, LogMelParams, WhisperMelParams, extract, extract_logmel
 from shared.calibration import Calibrator, load_calibrator
 from shared.labels import LABELS
@@ -41,7 +50,10 @@ class EncoderConfig:
     weights: str = WHISPER_BASE.name
     sha256: str = WHISPER_BASE.sha256
     compute_type: str = "float32"
+    #: ``mean_std``: each layer's mean and std over time, computed here; ``attention``: the head gets the
+    #: layers' states over time (means of ``frame_stride`` 20 ms frames, zero-padded) and pools them itself.
     pooling: str = "mean_std"
+    frame_stride: int = 1
     mel: WhisperMelParams = WhisperMelParams()
     #: Which states are pooled: 0 = embeddings, 1-6 = after each block, -1 = the final normalised output.
     layers: tuple[int, ...] = (FINAL,)
@@ -69,7 +81,7 @@ class EncoderConfig:
             raise ValueError(f"unknown layer combination {config.combine!r}")
         if (config.weights, config.sha256) != (WHISPER_BASE.name, WHISPER_BASE.sha256):
             raise ValueError(f"model wants encoder weights {config.weights} ({config.sha256}), not the pinned ones")
-        if config.pooling != "mean_std":
+        if config.pooling not in ("mean_std", "attention"):
             raise ValueError(f"unknown encoder pooling {config.pooling!r}")
         return config
 
@@ -160,8 +172,11 @@ class SpeechModel:
             if self.encoder is None:
                 raise ValueError("model has a whisper input but no encoder was loaded")
             encoder = self.config.encoder or EncoderConfig()
-            pooled = self.encoder.pooled_layers_batch(segments, encoder.layers)
-            inputs["whisper"] = np.stack([combine_layers(p, encoder.combine) for p in pooled])
+            if encoder.pooling == "attention":
+                inputs["whisper"] = self.frame_inputs(segments, encoder)
+            else:
+                pooled = self.encoder.pooled_layers_batch(segments, encoder.layers)
+                inputs["whisper"] = np.stack([combine_layers(p, encoder.combine) for p in pooled])
         if "features" in self.config.inputs:
             inputs["features"] = np.stack([extract(s, self.config.features) for s in segments]).astype(np.float32)
         if "logmel" in self.config.inputs:
@@ -170,6 +185,24 @@ class SpeechModel:
                 raise ValueError("model config has a logmel input but no logmel parameters")
             inputs["logmel"] = np.stack([extract_logmel(s, logmel) for s in segments]).astype(np.float32)
         return inputs
+
+    def frame_inputs(
+        self, segments: list[npt.NDArray[np.float32]], encoder: "EncoderConfig"
+    ) -> npt.NDArray[np.float32]:
+        """(n, frames, layers x 512): each window's layer states over time, zero-padded to the longest window.
+
+        The head masks the padding (encoder states are never all zero), so a window's answer does not
+        depend on the windows it shares a batch with.
+        """
+        assert self.encoder is not None
+        states = self.encoder.layer_states_batch(segments, encoder.layers)
+        # (layers, time, 512) -> (time', layers x 512): per frame the layers side by side, as cached for training.
+        return pad_frames(
+            [
+                frame_means(s, encoder.frame_stride).transpose(1, 0, 2).reshape(-1, s.shape[0] * s.shape[2])
+                for s in states
+            ]
+        )
 
     def predict_features(
         self, inputs: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
@@ -281,7 +314,8 @@ def load(
     configure_threads(threads, blas_threads=1 if encoder is not None and encoder_runtime == "onnx" else threads)
     import keras
 
-    from services.speech.layers import HalfStoredDense
+    from services.speech.layers import AttentiveStatsPooling, FrameMask, HalfStoredDense
 
-    network = keras.saving.load_model(model_file, compile=False, custom_objects={"HalfStoredDense": HalfStoredDense})
+    custom = {layer.__name__: layer for layer in (HalfStoredDense, FrameMask, AttentiveStatsPooling)}
+    network = keras.saving.load_model(model_file, compile=False, custom_objects=custom)
     return SpeechModel(network, config, encoder, calibrator)

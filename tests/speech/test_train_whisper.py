@@ -29,7 +29,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         rows.append(f"{name},{label},s{i % 2}")
     (data / "synthetic" / "manifest.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     feats = root / "feats"
-    encode.run(data=data, out=feats, augment="orig", copies=1, seed=0, threads=1, datasets=["synthetic"])
+    encode.run(
+        data=data, out=feats, augment="orig", copies=1, seed=0, threads=1, datasets=["synthetic"], frame_stride=4
+    )
     return data, feats
 
 
@@ -46,6 +48,17 @@ def test_encode_caches_every_window(tiny: tuple[Path, Path]) -> None:
     both, _ = train_whisper.pooled_windows(npz, EncoderConfig(layers=(3, -1), combine="concat"))
     assert both.shape == (3, 2048)
     assert durations.tolist() == pytest.approx([3.0, 3.0, 2.0], abs=0.1)
+    # The six blocks over time, 80 ms frames: 3 s -> 38 frames, 2 s -> 25.
+    frames, _ = train_whisper.frame_windows(npz, EncoderConfig(layers=(2, 5), pooling="attention", frame_stride=4))
+    assert [f.shape for f in frames] == [(38, 1024), (38, 1024), (25, 1024)]
+    with np.load(npz) as cached:
+        assert cached["frames"].shape == (101, 6, 512) and cached["frame_counts"].tolist() == [38, 38, 25]
+        # Their plain mean is the pooled mean of the same block (up to float16 storage).
+        np.testing.assert_allclose(
+            cached["frames"][:38, 2].astype(np.float32).mean(0),
+            cached["pooled"][0, 3, :512].astype(np.float32),
+            atol=0.02,
+        )
     # A second run resumes: nothing is recomputed.
     mtimes = [f.stat().st_mtime_ns for f in files]
     encode.run(data=data, out=feats, augment="orig", copies=1, seed=0, threads=1, datasets=["synthetic"])
@@ -79,6 +92,36 @@ def test_train_a_few_epochs_export_and_serve(tiny: tuple[Path, Path], tmp_path: 
     y = decode(Path(clip.path).read_bytes(), sample_rate=16000, max_duration_s=60)
     (seg,) = segment(y, sample_rate=16000, params=SegmentationParams())
     np.testing.assert_allclose(served.predict([seg.samples]), cached, atol=2e-3)
+
+
+def test_attention_pooling_head_trains_exports_and_serves(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    data, feats = tiny
+    recipe = EncoderConfig(layers=(1, 2), combine="concat", pooling="attention", frame_stride=4)
+    windows = train_whisper.load_windows(data, feats, datasets=["synthetic"], encoder=recipe)
+    assert windows.x.shape == (10, 38, 1024) and windows.x.dtype == np.float16
+    rows = np.arange(len(windows.x))
+    heads = [
+        train_whisper.train_loop(windows, rows, HeadParams(epochs=2, batch_size=4, hidden=16, seed=s)) for s in (0, 1)
+    ]
+    model = train_whisper.average_heads([train_whisper.inference_head(h) for h in heads])
+    assert train_whisper.evaluate(model, windows, rows)["n"] == 8
+
+    train_whisper.export(model, tmp_path, metrics={"note": "test"}, encoder=recipe, version="test")
+    served = load(tmp_path)
+    assert served.config.encoder == recipe and served.encoder is not None and served.encoder.num_layers == 2
+    # Same audio, same answer as the cached frames give the head.
+    from services.speech.audio import SegmentationParams, decode, segment
+
+    clip = windows.clips[int(windows.clip[0])]
+    y = decode(Path(clip.path).read_bytes(), sample_rate=16000, max_duration_s=60)
+    (seg,) = segment(y, sample_rate=16000, params=SegmentationParams())
+    cached = np.asarray(model.predict(windows.x[:1].astype(np.float32), verbose=0))
+    alone = served.predict([seg.samples])
+    np.testing.assert_allclose(alone, cached, atol=2e-3)
+    # Batched with a longer window, this one is zero-padded and masked: the same answer.
+    batched = served.predict([seg.samples, voice(3.0, f0=200, seed=5)])
+    np.testing.assert_allclose(batched[0], alone[0], atol=1e-5)
+    np.testing.assert_allclose(batched.sum(axis=1), 1.0, atol=1e-5)
 
 
 def test_training_resumes_from_its_checkpoint(tiny: tuple[Path, Path], tmp_path: Path) -> None:

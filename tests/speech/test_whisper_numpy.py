@@ -79,3 +79,14 @@ def test_gelu_is_the_exact_erf_gelu() -> None:
     got = _gelu(x.copy())
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, exact, atol=1e-6)
+
+
+def test_frame_means_average_consecutive_frames_and_keep_the_tail() -> None:
+    from services.speech.encoder import frame_means
+
+    states = np.arange(2 * 10 * 3, dtype=np.float32).reshape(2, 10, 3)
+    out = frame_means(states, 4)
+    assert out.shape == (2, 3, 3)
+    np.testing.assert_allclose(out[1, 0], states[1, :4].mean(0))
+    np.testing.assert_allclose(out[0, 2], states[0, 8:].mean(0))  # the last two frames alone
+    np.testing.assert_array_equal(frame_means(states, 1), states)

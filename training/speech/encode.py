@@ -2,7 +2,8 @@
 
 One ``.npz`` per clip (and augmentation) under ``--out``: ``pooled`` (windows, 8, 1024) float16,
 the mean and std over time of the embeddings (0), of each of the six blocks (1-6) and of the final
-normalised output (7), and ``durations`` (seconds per window). Existing files are skipped, so an
+normalised output (7), and ``durations`` (seconds per window); with ``--frame-stride N`` also the six
+blocks' states over time (``frames``, ``frame_counts``: for attention pooling). Existing files are skipped, so an
 interrupted run resumes where it stopped; ``--shard K/N`` lets N processes share the work.
 
     python -m training.speech.encode --data ../shared/data/speech --out /tmp/speech_feats
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from services.speech.audio import SegmentationParams, decode, segment
-from services.speech.encoder import FINAL, HIDDEN_SIZE, RUNTIMES, WhisperEncoder, load_encoder
+from services.speech.encoder import FINAL, HIDDEN_SIZE, RUNTIMES, WhisperEncoder, frame_means, load_encoder, pool
 from services.speech.errors import NoSpeech
 from training.speech.data import Clip, add_noise, ravdess_actor, read_clips
 
@@ -80,18 +81,28 @@ def augment_mix(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def clip_features(
-    encoder: WhisperEncoder, y: np.ndarray, segmentation: SegmentationParams
+    encoder: WhisperEncoder, y: np.ndarray, segmentation: SegmentationParams, frame_stride: int = 0
 ) -> dict[str, np.ndarray] | None:
-    """Hidden states of every speech window of ``y`` (None when there is no speech)."""
+    """Hidden states of every speech window of ``y`` (None when there is no speech).
+
+    ``frame_stride`` > 0 also keeps the six blocks' states over time, as means of ``frame_stride``
+    consecutive 20 ms frames: ``frames`` (all windows' frames, 6, 512) and ``frame_counts`` per window.
+    """
     try:
         segments = segment(y, sample_rate=SAMPLE_RATE, params=segmentation)
     except NoSpeech:
         return None
     layers = [*range(encoder.num_layers + 1), FINAL]
-    return {
-        "pooled": np.stack([encoder.pooled_layers(s.samples, layers) for s in segments]).astype(np.float16),
+    states = [encoder.layer_states_batch([s.samples], layers)[0] for s in segments]
+    features = {
+        "pooled": np.stack([np.stack([pool(h) for h in window]) for window in states]).astype(np.float16),
         "durations": np.asarray([s.duration for s in segments], dtype=np.float32),
     }
+    if frame_stride > 0:
+        blocks = [frame_means(window[1 : encoder.num_layers + 1], frame_stride) for window in states]
+        features["frames"] = np.concatenate([b.transpose(1, 0, 2) for b in blocks]).astype(np.float16)
+        features["frame_counts"] = np.asarray([b.shape[1] for b in blocks], dtype=np.int32)
+    return features
 
 
 def feature_path(out: Path, clip: Clip, data: Path, tag: str) -> Path:
@@ -111,6 +122,7 @@ def run(
     every: int = 1,
     shard: tuple[int, int] = (0, 1),
     runtime: str = "onnx",
+    frame_stride: int = 0,
 ) -> None:
     """Encode every clip (or augmented copy) that has no cache file yet."""
     from threadpoolctl import threadpool_limits
@@ -134,13 +146,16 @@ def run(
             if augment == "mix":
                 # One generator per (clip, copy): a resumed run makes the same copies.
                 y = augment_mix(y, np.random.default_rng([seed, k, i]))
-            features = clip_features(encoder, y, segmentation)
+            features = clip_features(encoder, y, segmentation, frame_stride)
             if features is None:
                 logger.warning("no speech in %s (%s)", clip.path, tag)
                 features = {
                     "pooled": np.zeros((0, encoder.num_layers + 2, 2 * HIDDEN_SIZE), np.float16),
                     "durations": np.zeros(0, np.float32),
                 }
+                if frame_stride > 0:
+                    features["frames"] = np.zeros((0, encoder.num_layers, HIDDEN_SIZE), np.float16)
+                    features["frame_counts"] = np.zeros(0, np.int32)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".tmp.npz")
             np.savez(tmp, **features)
@@ -168,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--runtime", choices=RUNTIMES, default="onnx", help="encoder runtime (the service's default; same states)"
     )
+    parser.add_argument(
+        "--frame-stride",
+        type=int,
+        default=0,
+        help="also keep the blocks' states over time, averaged over this many 20 ms frames (0: pooled only)",
+    )
     args = parser.parse_args(argv)
     k, n = (int(v) for v in args.shard.split("/"))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -182,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         every=args.every,
         shard=(k, n),
         runtime=args.runtime,
+        frame_stride=args.frame_stride,
     )
 
 

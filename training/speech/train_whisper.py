@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from services.speech.audio import SegmentationParams
-from services.speech.encoder import FINAL, combine_layers
+from services.speech.encoder import FINAL, combine_layers, pad_frames
 from services.speech.features import FeatureParams
 from services.speech.model import MODEL_FILE, EncoderConfig, ModelConfig, configure_threads
 from shared.labels import LABELS, NUM_LABELS
@@ -59,7 +59,9 @@ DATASETS = ("ravdess", "tess", "casia")
 class Windows:
     """Pooled encoder states of speech windows, with the clip each came from."""
 
-    x: np.ndarray  # (n, d) float32: mean and std over time of the chosen layers, combined
+    #: (n, d) float32: mean and std over time of the chosen layers, combined; or, for attention
+    #: pooling, (n, frames, d) float16: the layers' states over time, zero-padded.
+    x: np.ndarray
     clip: np.ndarray  # (n,) index into ``clips``
     duration: np.ndarray  # (n,) seconds
     copy: np.ndarray  # (n,) 0 for the original audio, k + 1 for augmented copy k
@@ -78,6 +80,19 @@ def pooled_windows(npz: Path, encoder: EncoderConfig) -> tuple[np.ndarray, np.nd
         width = 1024 if encoder.combine == "mean" else 1024 * len(index)
         return np.zeros((0, width), np.float32), durations.astype(np.float32)
     return np.stack([combine_layers(p[index], encoder.combine) for p in pooled]), durations.astype(np.float32)
+
+
+def frame_windows(npz: Path, encoder: EncoderConfig) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each window's states over time, (frames, len(layers) * 512) float16, and (windows,) durations."""
+    with np.load(npz) as data:
+        if "frames" not in data:
+            raise FileNotFoundError(f"{npz} has no frame states: run training.speech.encode --frame-stride 4")
+        frames, counts, durations = data["frames"], data["frame_counts"], data["durations"]
+    index = [layer - 1 for layer in encoder.layers]  # the cache keeps blocks 1-6
+    if min(index, default=0) < 0:
+        raise ValueError("attention pooling reads encoder blocks 1-6 only")
+    windows = np.split(frames[:, index], np.cumsum(counts)[:-1]) if len(counts) else []
+    return [w.reshape(len(w), -1) for w in windows], durations.astype(np.float32)
 
 
 def load_windows(
@@ -103,8 +118,13 @@ def load_windows(
                 # holds only part of a dataset's clips.
                 missing[tag] = missing.get(tag, 0) + 1
                 continue
-            x, d = pooled_windows(npz, encoder)
-            xs.append(x)
+            if encoder.pooling == "attention":
+                frames, d = frame_windows(npz, encoder)
+                xs.extend(frames)
+                x = frames
+            else:
+                x, d = pooled_windows(npz, encoder)
+                xs.append(x)
             owners.extend([i] * len(x))
             durations.append(d)
             copies.extend([k] * len(x))
@@ -113,7 +133,7 @@ def load_windows(
     if not xs:
         raise FileNotFoundError(f"no cached features under {feats}: run training.speech.encode")
     return Windows(
-        x=np.concatenate(xs),
+        x=pad_frames(xs) if encoder.pooling == "attention" else np.concatenate(xs),
         clip=np.asarray(owners, dtype=np.int64),
         duration=np.concatenate(durations),
         copy=np.asarray(copies, dtype=np.int64),
@@ -169,6 +189,8 @@ class HeadParams:
     other_weight: float = 0.5
     #: Loss weight of augmented copies relative to the original audio.
     augmented_weight: float = 0.7
+    #: Width of the attention scorer (attention pooling only).
+    attention_hidden: int = 64
     seed: int = 0
 
 
@@ -177,12 +199,46 @@ def build_head(x_train: np.ndarray, hp: HeadParams) -> Any:
     import keras
 
     keras.utils.set_random_seed(hp.seed)
-    inputs = keras.Input(shape=(x_train.shape[1],), name="whisper")
+    if x_train.ndim == 3:
+        # Any number of frames: the service sends each batch padded to its own longest window.
+        return build_attention_head(keras.Input(shape=(None, x_train.shape[2]), name="whisper"), x_train, hp)
+    inputs = keras.Input(shape=x_train.shape[1:], name="whisper")
     norm = keras.layers.Normalization(name="standardise")
     norm.adapt(x_train)
     h = norm(inputs)
     h = keras.layers.GaussianNoise(hp.input_noise, name="noise")(h)
     h = keras.layers.Dropout(hp.input_dropout, name="input_dropout")(h)
+    return finish_head(inputs, h, hp)
+
+
+def frame_statistics(x: np.ndarray, sample: int = 200_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance per feature over (a sample of) the real frames of padded windows."""
+    rng = np.random.default_rng(seed)
+    windows = x[np.sort(rng.choice(len(x), size=min(len(x), sample // x.shape[1] + 1), replace=False))]
+    picked = windows[np.any(windows != 0, axis=-1)].astype(np.float64)
+    return picked.mean(axis=0), picked.var(axis=0) + 1e-6
+
+
+def build_attention_head(inputs: Any, x_train: np.ndarray, hp: HeadParams) -> Any:
+    """Frames -> standardise -> attentive mean+std per encoder block -> noise/dropout -> the same MLP."""
+    import keras
+
+    from services.speech.layers import AttentiveStatsPooling, FrameMask
+
+    mean, variance = frame_statistics(x_train)
+    mask = FrameMask(name="frame_mask")(inputs)
+    h = keras.layers.Normalization(mean=mean, variance=variance, name="standardise")(inputs)
+    groups = x_train.shape[-1] // 512
+    h = AttentiveStatsPooling(groups, hp.attention_hidden, name="pooling")(h, mask)
+    # Noise and dropout on the pooled vector, as in the pooled recipe (per frame they cost 4x the time).
+    h = keras.layers.GaussianNoise(hp.input_noise, name="noise")(h)
+    h = keras.layers.Dropout(hp.input_dropout, name="input_dropout")(h)
+    return finish_head(inputs, h, hp)
+
+
+def finish_head(inputs: Any, h: Any, hp: HeadParams) -> Any:
+    import keras
+
     h = keras.layers.Dense(hp.hidden, activation="relu", kernel_regularizer=keras.regularizers.l2(hp.l2), name="dense")(
         h
     )
@@ -245,7 +301,8 @@ def evaluate(model: Any, w: Windows, rows: np.ndarray) -> dict[str, Any]:
 
 
 def window_probabilities(model: Any, w: Windows, rows: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(w.x[rows], batch_size=1024, verbose=0), dtype=np.float64)
+    batch = 1024 if w.x.ndim == 2 else 128
+    return np.asarray(model.predict(w.x[rows], batch_size=batch, verbose=0), dtype=np.float64)
 
 
 def evaluate_probabilities(probs: np.ndarray, w: Windows, rows: np.ndarray) -> dict[str, Any]:
@@ -359,8 +416,10 @@ def inference_head(head: Any) -> Any:
 
     from services.speech.layers import HalfStoredDense
 
-    inputs = keras.Input(shape=(head.inputs[0].shape[1],), name="whisper")
+    inputs = keras.Input(shape=tuple(head.inputs[0].shape[1:]), name="whisper")
     h = head.get_layer("standardise")(inputs)
+    if len(head.inputs[0].shape) == 3:
+        h = head.get_layer("pooling")(h, head.get_layer("frame_mask")(inputs))
     h = HalfStoredDense.from_dense(head.get_layer("dense"))(h)
     out = head.get_layer("probs")(h)
     return keras.Model(inputs, out, name=head.name)
@@ -372,7 +431,7 @@ def average_heads(heads: Sequence[Any]) -> Any:
 
     if len(heads) == 1:
         return heads[0]
-    inputs = keras.Input(shape=(heads[0].inputs[0].shape[1],), name="whisper")
+    inputs = keras.Input(shape=tuple(heads[0].inputs[0].shape[1:]), name="whisper")
     outputs = [keras.Model(h.inputs[0], h.outputs[0], name=f"head_{k}")(inputs) for k, h in enumerate(heads)]
     return keras.Model(inputs, keras.layers.Average(name="probs")(outputs), name="speech_emotion_whisper_heads")
 
@@ -568,6 +627,8 @@ def trained_on(w: Windows) -> str:
 
 
 def encoder_config(args: argparse.Namespace) -> EncoderConfig:
+    if args.pooling == "attention":
+        return EncoderConfig(layers=tuple(args.layers), combine="concat", pooling="attention", frame_stride=4)
     return EncoderConfig(layers=tuple(args.layers), combine=args.combine)
 
 
@@ -597,6 +658,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--datasets", nargs="+", default=list(DATASETS), help="training datasets (RAVDESS is the report set)"
     )
     parser.add_argument("--combine", choices=["mean", "concat"], default="concat", help="how the layers are combined")
+    parser.add_argument(
+        "--pooling",
+        choices=["mean_std", "attention"],
+        default="mean_std",
+        help="pooled states from the cache, or attention over the cached frames (encode --frame-stride 4)",
+    )
     for name, value in asdict(HeadParams()).items():
         if name != "epochs":
             parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
