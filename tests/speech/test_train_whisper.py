@@ -197,3 +197,14 @@ def test_cross_validation_scores_every_training_actor_out_of_fold(tmp_path: Path
     # 64 clips of actors 01-16 were scored; actors 17-20 never were.
     with np.load(tmp_path / "cv_fold_0.npz") as fold:
         assert fold["probs"].shape == (2, 16, len(LABELS))
+    # calibrate at a cv epoch with as many seeds reuses the folds' probabilities instead of training again
+    # (marked ones here, which no training would reproduce).
+    marked = rng.dirichlet(np.ones(len(LABELS)), size=(2, 16))
+    np.savez(tmp_path / "cv_fold_2.npz", epochs=np.array([5, 10]), probs=marked, seeds=np.array(1))
+    train_whisper.run_final(windows, hp, tmp_path, False, None, seeds=1)
+    train_whisper.run_calibrate(windows, hp, tmp_path, False, None, seeds=1)
+    with np.load(tmp_path / "calibration_fold_2.npz") as calibration:
+        np.testing.assert_allclose(calibration["probs"], marked[1])
+        rows = np.flatnonzero([9 <= int(c.speaker[-2:]) <= 12 for c in clips])
+        assert calibration["clip_ids"].tolist() == rows.tolist()
+    assert train_whisper.cv_fold_probabilities(tmp_path / "cv_fold_2.npz", 10, seeds=3) is None

@@ -434,7 +434,12 @@ def run_cv(w: Windows, hp: HeadParams, out: Path, augmented: bool, *, seeds: int
             for seed in range(seeds):
                 train_loop(w, train_rows, replace(hp, seed=hp.seed + seed), on_epoch=collect)
             epochs = sorted(fold)
-            np.savez(cached, epochs=np.array(epochs), probs=np.stack([np.mean(fold[e], axis=0) for e in epochs]))
+            np.savez(
+                cached,
+                epochs=np.array(epochs),
+                probs=np.stack([np.mean(fold[e], axis=0) for e in epochs]),
+                seeds=np.array(seeds),
+            )
             logger.info("cv fold %d (actors %02d-%02d) done", k, group[0], group[-1])
         with np.load(cached) as data:
             for epoch, probs in zip(data["epochs"].tolist(), data["probs"], strict=True):
@@ -527,7 +532,8 @@ def run_calibrate(
     ``seeds`` heads trained (same recipe and epochs as the final model) on the other groups. Those
     out-of-fold clip probabilities (960 clips) fit temperature or vector scaling; the final model's
     (``out/head_*.keras``) probabilities on actors 17-20, which neither the model nor the calibrator
-    saw, give the before/after figures.
+    saw, give the before/after figures. Folds that ``cv`` ran in ``out`` with as many seeds are reused
+    at this epoch instead of being trained again.
     """
     import keras
 
@@ -540,6 +546,12 @@ def run_calibrate(
         held = (int(group[0]), int(group[-1]))
         in_fold = ravdess_actors(*held)
         rows = select_rows(w, in_fold, augmented=False)
+        from_cv = cv_fold_probabilities(out / f"cv_fold_{k}.npz", hp.epochs, seeds)
+        if not cached.is_file() and from_cv is not None:
+            # ``cv`` already trained these folds' heads (same folds, seeds and recipe) and kept this epoch.
+            clip_ids, clip_probs = clip_probabilities(from_cv, w.clip[rows], w.duration[rows])
+            np.savez(cached, clip_ids=clip_ids, probs=clip_probs)
+            logger.info("fold %d (actors %02d-%02d held out): taken from cv", k, *held)
         if not cached.is_file():
             train_rows = select_rows(
                 w, lambda c, held_out=in_fold: not_report_split(c) and not held_out(c), augmented=augmented
@@ -591,6 +603,17 @@ def run_calibrate(
             "speech, RAVDESS actors 17-20\n(calibrator fitted on actors 01-16 out of fold)",
         )
     return result
+
+
+def cv_fold_probabilities(path: Path, epoch: int, seeds: int) -> np.ndarray | None:
+    """The window probabilities ``cv`` kept for ``epoch`` in one fold's file (None: no such file, epoch or seeds)."""
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        epochs = data["epochs"].tolist()
+        if "seeds" not in data or int(data["seeds"]) != seeds or epoch not in epochs:
+            return None
+        return np.asarray(data["probs"][epochs.index(epoch)])
 
 
 #: Out-of-fold clip probabilities of actors 01-16 written by ``calibrate`` (fusion stage 1 can use them).
