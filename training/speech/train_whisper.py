@@ -487,7 +487,14 @@ def average_heads(heads: Sequence[Any]) -> Any:
 
 
 def run_final(
-    w: Windows, hp: HeadParams, out: Path, augmented: bool, export_to: Path | None, *, seeds: int = 1
+    w: Windows,
+    hp: HeadParams,
+    out: Path,
+    augmented: bool,
+    export_to: Path | None,
+    *,
+    seeds: int = 1,
+    version: str | None = None,
 ) -> dict[str, Any]:
     """Train ``seeds`` heads on actors 01-16 (+ the other datasets), average them, report on 17-20; export if asked.
 
@@ -519,7 +526,7 @@ def run_final(
             "heads": seeds,
             "epochs": hp.epochs,
         }
-        export(model, export_to, metrics=metrics, encoder=w.encoder)
+        export(model, export_to, metrics=metrics, encoder=w.encoder, version=version)
     return report
 
 
@@ -707,6 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--feats", type=Path, default=Path("/tmp/speech_feats"))
     parser.add_argument("--out", type=Path, default=Path("/tmp/speech_head"))
     parser.add_argument("--export", type=Path, help="write the service artefacts here (final, ensemble modes)")
+    parser.add_argument("--version", help="the exported model's version (default: today's date, YYYY.MM.DD)")
     parser.add_argument("--legacy", type=Path, help="log-mel model folder to blend with (ensemble mode)")
     parser.add_argument("--weight", type=float, default=0.5, help="the Whisper head's share in the blend")
     parser.add_argument(
@@ -756,7 +764,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.mode == "cv":
         run_cv(w, hp, args.out, augmented, seeds=args.seeds)
     elif args.mode == "final":
-        run_final(w, hp, args.out, augmented, args.export, seeds=args.seeds)
+        run_final(w, hp, args.out, augmented, args.export, seeds=args.seeds, version=args.version)
     elif args.mode == "calibrate":
         run_calibrate(w, hp, args.out, augmented, args.export, seeds=args.seeds)
     elif args.mode == "loso":
