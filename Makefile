@@ -52,14 +52,15 @@ train-image: $(STAMP) ## Train the face model (see services/image/MODEL_CARD.md)
 	$(PY) -m training.image.train --data $(DATA)/image/fer2013 --artifact services/image/artifacts/face_emotion.pt
 
 train-speech: $(STAMP) ## Train the speech model (see services/speech/MODEL_CARD.md)
-	$(PY) -m training.speech.encode --data $(DATA)/speech --out /tmp/speech_feats
-	$(PY) -m training.speech.encode --data $(DATA)/speech --datasets ravdess --out /tmp/speech_feats --augment mix --copies 2
-	$(PY) -m training.speech.train_whisper select --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
-		--seeds 3 --epochs 80
+	$(PY) -m training.speech.encode --data $(DATA)/speech --out /tmp/speech_feats --frame-stride 4
+	$(PY) -m training.speech.encode --data $(DATA)/speech --datasets ravdess --out /tmp/speech_feats --frame-stride 4 \
+		--augment mix --copies 4
+	$(PY) -m training.speech.train_whisper cv --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
+		--seeds 3 --epochs 60 --augment-tags mix0 mix1 mix2 mix3
 	$(PY) -m training.speech.train_whisper final --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
-		--export services/speech/artifacts
+		--seeds 5 --augment-tags mix0 mix1 mix2 mix3 --export services/speech/artifacts
 	$(PY) -m training.speech.train_whisper calibrate --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
-		--export services/speech/artifacts
+		--seeds 5 --augment-tags mix0 mix1 mix2 mix3 --export services/speech/artifacts
 
 train-fusion: $(STAMP) ## Train the fusion forest (see services/fusion/MODEL_CARD.md)
 	$(PY) -m training.fusion.train --data $(DATA)

@@ -720,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--augment-tags", nargs="*", default=["mix0", "mix1"], help="cached augmented copies to train on"
     )
-    parser.add_argument("--epochs", type=int, help="default: selection.json's best epoch (final), else 60")
+    parser.add_argument("--epochs", type=int, help="default: cv.json's or selection.json's best epoch (final), else 60")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TRAIN_THREADS", "1")))
     parser.add_argument(
         "--layers",
@@ -750,8 +750,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     hp = HeadParams(**{k: getattr(args, k) for k in asdict(HeadParams()) if k != "epochs"})
     if args.epochs is not None:
         hp.epochs = args.epochs
-    elif args.mode in ("final", "calibrate", "loso") and (args.out / "selection.json").is_file():
-        hp.epochs = int(json.loads((args.out / "selection.json").read_text())["best"]["epoch"])
+    elif args.mode in ("final", "calibrate", "loso"):
+        # The best epoch of a cv run in the same folder, else of a select run.
+        chosen = [args.out / name for name in ("cv.json", "selection.json") if (args.out / name).is_file()]
+        if chosen:
+            hp.epochs = int(json.loads(chosen[0].read_text())["best"]["epoch"])
     started = time.monotonic()
     tags = [t for t in args.augment_tags if (args.feats / t).is_dir()]
     w = load_windows(
