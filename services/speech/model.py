@@ -173,7 +173,7 @@ class SpeechModel:
                 raise ValueError("model has a whisper input but no encoder was loaded")
             encoder = self.config.encoder or EncoderConfig()
             if encoder.pooling == "attention":
-                inputs["whisper"] = self.frame_inputs(segments, encoder)
+                inputs["whisper"] = frame_inputs(self.encoder, segments, encoder)
             else:
                 pooled = self.encoder.pooled_layers_batch(segments, encoder.layers)
                 inputs["whisper"] = np.stack([combine_layers(p, encoder.combine) for p in pooled])
@@ -185,24 +185,6 @@ class SpeechModel:
                 raise ValueError("model config has a logmel input but no logmel parameters")
             inputs["logmel"] = np.stack([extract_logmel(s, logmel) for s in segments]).astype(np.float32)
         return inputs
-
-    def frame_inputs(
-        self, segments: list[npt.NDArray[np.float32]], encoder: "EncoderConfig"
-    ) -> npt.NDArray[np.float32]:
-        """(n, frames, layers x 512): each window's layer states over time, zero-padded to the longest window.
-
-        The head masks the padding (encoder states are never all zero), so a window's answer does not
-        depend on the windows it shares a batch with.
-        """
-        assert self.encoder is not None
-        states = self.encoder.layer_states_batch(segments, encoder.layers)
-        # (layers, time, 512) -> (time', layers x 512): per frame the layers side by side, as cached for training.
-        return pad_frames(
-            [
-                frame_means(s, encoder.frame_stride).transpose(1, 0, 2).reshape(-1, s.shape[0] * s.shape[2])
-                for s in states
-            ]
-        )
 
     def predict_features(
         self, inputs: dict[str, npt.NDArray[np.float32]] | npt.NDArray[np.float32]
@@ -235,6 +217,21 @@ class SpeechModel:
         # One window, then two: the traced head call settles on a batch size of any length.
         for batch in ([windows[0]], [windows[1]], windows):
             self.predict(batch)
+
+
+def frame_inputs(
+    whisper: WhisperEncoder, segments: list[npt.NDArray[np.float32]], config: EncoderConfig
+) -> npt.NDArray[np.float32]:
+    """(n, frames, layers x 512): each window's layer states over time, zero-padded to the longest window.
+
+    The head masks the padding (encoder states are never all zero), so a window's answer does not
+    depend on the windows it shares a batch with.
+    """
+    states = whisper.layer_states_batch(segments, config.layers)
+    # (layers, time, 512) -> (time', layers x 512): per frame the layers side by side, as cached for training.
+    return pad_frames(
+        [frame_means(s, config.frame_stride).transpose(1, 0, 2).reshape(-1, s.shape[0] * s.shape[2]) for s in states]
+    )
 
 
 def inference_call(network: Any) -> Any:

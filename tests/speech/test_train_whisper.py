@@ -51,6 +51,8 @@ def test_encode_caches_every_window(tiny: tuple[Path, Path]) -> None:
     assert durations.tolist() == pytest.approx([3.0, 3.0, 2.0], abs=0.1)
     # The six blocks over time, 80 ms frames: 3 s -> 38 frames, 2 s -> 25.
     frames, _ = train_whisper.frame_windows(npz, EncoderConfig(layers=(2, 5), pooling="attention", frame_stride=4))
+    with pytest.raises(ValueError, match="stride 4"):
+        train_whisper.frame_windows(npz, EncoderConfig(layers=(2,), pooling="attention", frame_stride=2))
     assert [f.shape for f in frames] == [(38, 1024), (38, 1024), (25, 1024)]
     with np.load(npz) as cached:
         assert cached["frames"].shape == (101, 6, 512) and cached["frame_counts"].tolist() == [38, 38, 25]

@@ -102,6 +102,7 @@ def clip_features(
         blocks = [frame_means(window[1 : encoder.num_layers + 1], frame_stride) for window in states]
         features["frames"] = np.concatenate([b.transpose(1, 0, 2) for b in blocks]).astype(np.float16)
         features["frame_counts"] = np.asarray([b.shape[1] for b in blocks], dtype=np.int32)
+        features["frame_stride"] = np.asarray(frame_stride)
     return features
 
 

@@ -89,6 +89,9 @@ def frame_windows(npz: Path, encoder: EncoderConfig) -> tuple[list[np.ndarray], 
         if "frames" not in data:
             raise FileNotFoundError(f"{npz} has no frame states: run training.speech.encode --frame-stride 4")
         frames, counts, durations = data["frames"], data["frame_counts"], data["durations"]
+        stride = int(data["frame_stride"])
+    if stride != encoder.frame_stride:
+        raise ValueError(f"{npz} holds frames of stride {stride}, the recipe wants {encoder.frame_stride}")
     index = [layer - 1 for layer in encoder.layers]  # the cache keeps blocks 1-6
     if min(index, default=0) < 0:
         raise ValueError("attention pooling reads encoder blocks 1-6 only")
