@@ -385,6 +385,28 @@ def not_report_split(c: Clip) -> bool:
     return c.dataset != "ravdess" or ravdess_actor(c) <= 16
 
 
+def speaker_folds(folds: int) -> list[tuple[int, int]]:
+    """Actors 01-16 as ``folds`` consecutive (first, last) actor ranges: the out-of-fold groups of cv and calibrate."""
+    return [(int(group[0]), int(group[-1])) for group in np.array_split(np.arange(1, 17), folds)]
+
+
+def fold_train_rows(w: Windows, held_out: Callable[[Clip], bool], augmented: bool) -> np.ndarray:
+    """Training rows for a fold: every clip but the report split and the held-out fold's."""
+    return select_rows(w, lambda c: not_report_split(c) and not held_out(c), augmented=augmented)
+
+
+def epoch_history(
+    w: Windows, scored: dict[int, tuple[np.ndarray, np.ndarray]], what: str, seeds: int
+) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """Per epoch, the clip-level report of (window probabilities, their rows); and the best epoch by macro-F1."""
+    history: list[dict[str, float]] = []
+    for epoch, (probs, rows) in sorted(scored.items()):
+        report = evaluate_probabilities(probs, w, rows)
+        history.append({"epoch": epoch, **{k: report[k] for k in ("accuracy", "macro_f1", "min_recall")}})
+        logger.info("epoch %d %s (%d heads): %s", epoch, what, seeds, summary(report))
+    return history, max(history, key=lambda h: (h["macro_f1"], -h["epoch"]))
+
+
 def run_select(w: Windows, hp: HeadParams, out: Path, augmented: bool, seeds: int = 1) -> dict[str, Any]:
     """Train ``seeds`` heads on actors 01-12 (+ the other datasets); score their average every 5 epochs on 13-16."""
     train_rows = select_rows(w, lambda c: c.dataset != "ravdess" or ravdess_actor(c) <= 12, augmented=augmented)
@@ -397,12 +419,8 @@ def run_select(w: Windows, hp: HeadParams, out: Path, augmented: bool, seeds: in
 
     for seed in range(seeds):
         train_loop(w, train_rows, replace(hp, seed=hp.seed + seed), on_epoch=collect)
-    history: list[dict[str, float]] = []
-    for epoch, probs in sorted(per_epoch.items()):
-        report = evaluate_probabilities(np.mean(probs, axis=0), w, val_rows)
-        history.append({"epoch": epoch, **{k: report[k] for k in ("accuracy", "macro_f1", "min_recall")}})
-        logger.info("epoch %d actors 13-16 (%d heads): %s", epoch, seeds, summary(report))
-    best = max(history, key=lambda h: (h["macro_f1"], -h["epoch"]))
+    scored = {epoch: (np.mean(probs, axis=0), val_rows) for epoch, probs in per_epoch.items()}
+    history, best = epoch_history(w, scored, "actors 13-16", seeds)
     result = {"params": asdict(hp), "seeds": seeds, "augmented": augmented, "history": history, "best": best}
     out.mkdir(parents=True, exist_ok=True)
     (out / "selection.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -415,12 +433,11 @@ def run_cv(w: Windows, hp: HeadParams, out: Path, augmented: bool, *, seeds: int
     epochs by ``seeds`` heads trained on the other folds (+ the other datasets); per epoch, the folds' clips
     are pooled into one report (960 clips: half the noise of one 240-clip fold). Resumable per fold.
     """
-    groups = np.array_split(np.arange(1, 17), folds)
     out.mkdir(parents=True, exist_ok=True)
     per_epoch: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for k, group in enumerate(groups):
+    for k, held in enumerate(speaker_folds(folds)):
         cached = out / f"cv_fold_{k}.npz"
-        in_fold = ravdess_actors(int(group[0]), int(group[-1]))
+        in_fold = ravdess_actors(*held)
         rows = select_rows(w, in_fold, augmented=False)
         if not cached.is_file():
             fold: dict[int, list[np.ndarray]] = {}
@@ -431,9 +448,7 @@ def run_cv(w: Windows, hp: HeadParams, out: Path, augmented: bool, *, seeds: int
                 if epoch % 5 == 0 or epoch == hp.epochs:
                     fold.setdefault(epoch, []).append(window_probabilities(model, w, rows))
 
-            train_rows = select_rows(
-                w, lambda c, held=in_fold: not_report_split(c) and not held(c), augmented=augmented
-            )
+            train_rows = fold_train_rows(w, in_fold, augmented)
             for seed in range(seeds):
                 train_loop(w, train_rows, replace(hp, seed=hp.seed + seed), on_epoch=collect)
             epochs = sorted(fold)
@@ -443,17 +458,15 @@ def run_cv(w: Windows, hp: HeadParams, out: Path, augmented: bool, *, seeds: int
                 probs=np.stack([np.mean(fold[e], axis=0) for e in epochs]),
                 seeds=np.array(seeds),
             )
-            logger.info("cv fold %d (actors %02d-%02d) done", k, group[0], group[-1])
+            logger.info("cv fold %d (actors %02d-%02d) done", k, *held)
         with np.load(cached) as data:
             for epoch, probs in zip(data["epochs"].tolist(), data["probs"], strict=True):
                 per_epoch.setdefault(epoch, []).append((rows, probs))
-    history: list[dict[str, float]] = []
-    for epoch, parts in sorted(per_epoch.items()):
-        rows = np.concatenate([r for r, _ in parts])
-        report = evaluate_probabilities(np.concatenate([p for _, p in parts]), w, rows)
-        history.append({"epoch": epoch, **{key: report[key] for key in ("accuracy", "macro_f1", "min_recall")}})
-        logger.info("epoch %d actors 01-16 out of fold (%d heads): %s", epoch, seeds, summary(report))
-    best = max(history, key=lambda h: (h["macro_f1"], -h["epoch"]))
+    scored = {
+        epoch: (np.concatenate([p for _, p in parts]), np.concatenate([r for r, _ in parts]))
+        for epoch, parts in per_epoch.items()
+    }
+    history, best = epoch_history(w, scored, "actors 01-16 out of fold", seeds)
     result = {"params": asdict(hp), "seeds": seeds, "augmented": augmented, "history": history, "best": best}
     (out / "cv.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -549,23 +562,19 @@ def run_calibrate(
 
     from training.calibration import calibration_metrics, fit_calibrator, save_reliability_png
 
-    groups = np.array_split(np.arange(1, 17), folds)
     probabilities, fold_clips = [], []
-    for k, group in enumerate(groups):
+    for k, held in enumerate(speaker_folds(folds)):
         cached = out / f"calibration_fold_{k}.npz"
-        held = (int(group[0]), int(group[-1]))
         in_fold = ravdess_actors(*held)
         rows = select_rows(w, in_fold, augmented=False)
-        from_cv = cv_fold_probabilities(out / f"cv_fold_{k}.npz", hp.epochs, seeds)
-        if not cached.is_file() and from_cv is not None:
-            # ``cv`` already trained these folds' heads (same folds, seeds and recipe) and kept this epoch.
+        # ``cv`` may already have trained these folds' heads (same folds, seeds and recipe) and kept this epoch.
+        from_cv = None if cached.is_file() else cv_fold_probabilities(out / f"cv_fold_{k}.npz", hp.epochs, seeds)
+        if from_cv is not None:
             clip_ids, clip_probs = clip_probabilities(from_cv, w.clip[rows], w.duration[rows])
             np.savez(cached, clip_ids=clip_ids, probs=clip_probs)
             logger.info("fold %d (actors %02d-%02d held out): taken from cv", k, *held)
         if not cached.is_file():
-            train_rows = select_rows(
-                w, lambda c, held_out=in_fold: not_report_split(c) and not held_out(c), augmented=augmented
-            )
+            train_rows = fold_train_rows(w, in_fold, augmented)
             heads = [train_loop(w, train_rows, replace(hp, seed=hp.seed + s)) for s in range(seeds)]
             probs = np.mean([window_probabilities(h, w, rows) for h in heads], axis=0)
             clip_ids, clip_probs = clip_probabilities(probs, w.clip[rows], w.duration[rows])
