@@ -11,8 +11,8 @@ from tests.image.conftest import _client, make_settings
 
 @pytest.fixture(scope="module")
 async def patient_client() -> AsyncIterator[httpx.AsyncClient]:
-    # A long batching window, so that concurrent requests deterministically share one model call.
-    async for c in _client(make_settings(max_batch_wait_ms=1500, max_batch_size=16)):
+    # A long batching window, always waited out, so that concurrent requests deterministically share one call.
+    async for c in _client(make_settings(max_batch_wait_ms=1500, max_batch_size=16, batch_wait_adaptive=False)):
         yield c
 
 

@@ -58,9 +58,41 @@ async def test_batches_never_exceed_the_maximum_and_keep_arrival_order() -> None
     assert [x for call in model.calls for x in call] == list(range(10))
 
 
-async def test_a_lone_request_waits_at_most_max_wait() -> None:
+async def test_a_lone_request_at_a_low_rate_runs_at_once() -> None:
+    # Requests 0.4 s apart, longer than the 0.3 s wait: nobody would join, so none waits it out.
+    model = FakeModel()
+    batcher = MicroBatcher(model, BatcherConfig(max_batch_size=32, max_wait_ms=300))
+    waits = []
+    for x in (1, 2, 3):
+        start = time.perf_counter()
+        assert await batcher.submit(x) == 2 * x
+        waits.append(time.perf_counter() - start)
+        await asyncio.sleep(0.4)
+    await batcher.stop()
+    assert model.calls == [[1], [2], [3]]
+    assert max(waits) < 0.2, waits
+
+
+async def test_under_a_steady_stream_a_lone_request_waits_at_most_max_wait() -> None:
     model = FakeModel()
     batcher = MicroBatcher(model, BatcherConfig(max_batch_size=32, max_wait_ms=30))
+    stream = []
+    for i in range(30):  # a request every millisecond: others are expected within the wait
+        stream.append(asyncio.create_task(batcher.submit(i)))
+        await asyncio.sleep(0.001)
+    assert await asyncio.gather(*stream) == [2 * i for i in range(30)]
+    assert len(model.calls) < 30  # the stream was batched
+    start = time.perf_counter()
+    assert await batcher.submit(21) == 42
+    elapsed = time.perf_counter() - start
+    await batcher.stop()
+    assert 0.02 <= elapsed < 0.5
+    assert model.calls[-1] == [21]
+
+
+async def test_without_adaptive_wait_a_lone_request_always_waits_max_wait() -> None:
+    model = FakeModel()
+    batcher = MicroBatcher(model, BatcherConfig(max_batch_size=32, max_wait_ms=30, adaptive_wait=False))
     start = time.perf_counter()
     assert await batcher.submit(21) == 42
     elapsed = time.perf_counter() - start
