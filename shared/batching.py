@@ -5,10 +5,12 @@ task takes up to ``max_batch_size`` queued items, waiting at most ``max_wait_ms`
 one arrived for more to come, runs **one** call of the batch function in a worker thread (never on
 the event loop) and hands each caller its own result.
 
-* It waits only while another request is likely to arrive in time (``adaptive_wait``, the default):
-  when requests come further apart (on average over the last ten or so) than the wait left, a lone
-  request runs at once instead of waiting ``max_wait_ms`` for nobody. At low load a request pays
-  no batching delay; under load, where requests arrive close together, batches fill as before.
+* It waits only when requests overlap (``adaptive_wait``, the default): when most recent requests
+  (a smoothed share over about the last ten) arrived while another was still queued or running.
+  A lone client, or a trickle of requests that never meet, pays no batching delay; under
+  concurrent load batches fill as before. (A rule on the gaps between arrivals is not enough: a
+  lone client's requests come about one service time apart, so a faster model makes its gaps
+  shorter than the wait and it would start waiting for nobody.)
 * The batch function returns one entry per item, in order; an entry that is an ``Exception`` fails
   only that item's caller (one bad input never fails the others).
 * If the batch function raises, only that batch's callers fail: with the exception itself when it
@@ -57,10 +59,10 @@ In = TypeVar("In")
 Out = TypeVar("Out")
 M = TypeVar("M")
 
-#: Weight of the newest gap in the mean gap between arrivals (about the last ten arrivals count).
-GAP_SMOOTHING = 0.2
-#: A gap counts at most this many ``max_wait``s, so one idle minute does not hide a new burst for long.
-GAP_CAP_WAITS = 4.0
+#: Weight of the newest arrival in the smoothed share of overlapping arrivals (about the last ten count).
+OVERLAP_SMOOTHING = 0.2
+#: Batches wait for company only when at least this share of recent arrivals overlapped another request.
+OVERLAP_TO_WAIT = 0.5
 
 OVERLOADED = "Server busy: {queued} requests are already queued for the model; retry shortly"
 INFERENCE_FAILED = "Inference failed for this batch"
@@ -143,7 +145,7 @@ class BatcherConfig:
     concurrency: int = 1
     #: Seconds a full queue tells clients to wait (``Retry-After``).
     retry_after_s: int = 1
-    #: Wait only while requests arrive closer together than the wait left (else always wait it out).
+    #: Wait only while requests overlap (see the module docstring); False: always wait it out.
     adaptive_wait: bool = True
 
     def __post_init__(self) -> None:
@@ -176,9 +178,8 @@ class MicroBatcher(Generic[In, Out]):
         self._running: set[asyncio.Task[None]] = set()
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
-        self._last_arrival: float | None = None
-        #: Mean seconds between arrivals (smoothed); infinite until two have been seen.
-        self._mean_gap = math.inf
+        #: Smoothed share of arrivals that found another request queued or running.
+        self._overlap = 0.0
 
     @property
     def _service(self) -> str:
@@ -243,8 +244,9 @@ class MicroBatcher(Generic[In, Out]):
             )
         loop = asyncio.get_running_loop()
         pendings = [_Pending[In, Out](item, loop.create_future()) for item in items]
+        overlapped = bool(self._queue) or bool(self._running)  # a submit_many is one arrival
+        self._overlap += OVERLAP_SMOOTHING * (float(overlapped) - self._overlap)
         self._queue.extend(pendings)
-        self._note_arrival(pendings[0].enqueued)
         self._set_gauge()
         assert self._wakeup is not None
         self._wakeup.set()
@@ -267,15 +269,6 @@ class MicroBatcher(Generic[In, Out]):
         if self._collectors is not None:
             self._collectors.queue_length.labels(self._service).set(len(self._queue))
 
-    def _note_arrival(self, now: float) -> None:
-        """Fold the gap since the previous request into the mean gap (a submit_many is one arrival)."""
-        if self._last_arrival is not None:
-            gap = min(now - self._last_arrival, GAP_CAP_WAITS * self.config.max_wait_ms / 1000)
-            self._mean_gap = (
-                gap if math.isinf(self._mean_gap) else self._mean_gap + GAP_SMOOTHING * (gap - self._mean_gap)
-            )
-        self._last_arrival = now
-
     def _drop_cancelled_head(self) -> None:
         while self._queue and self._queue[0].future.done():
             self._queue.popleft()
@@ -290,11 +283,12 @@ class MicroBatcher(Generic[In, Out]):
                 await self._wakeup.wait()
                 continue
             # Wait for a full batch, but never longer than max_wait after the oldest item arrived,
-            # and not at all when the next request is not expected before then.
+            # and not at all while requests do not overlap (nobody is likely to join).
             deadline = self._queue[0].enqueued + self.config.max_wait_ms / 1000
-            while len(self._queue) < self.config.max_batch_size:
+            lone = self.config.adaptive_wait and self._overlap < OVERLAP_TO_WAIT
+            while not lone and len(self._queue) < self.config.max_batch_size:
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0 or (self.config.adaptive_wait and remaining < self._mean_gap):
+                if remaining <= 0:
                     break
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
@@ -376,14 +370,15 @@ class BatchingSettings(BaseServiceSettings):
         ge=0,
         description=(
             "Longest a request waits for others to share its model call (ms); it waits only while requests"
-            " arrive closer together than that (see BATCH_WAIT_ADAPTIVE)."
+            " overlap (see BATCH_WAIT_ADAPTIVE)."
         ),
     )
     batch_wait_adaptive: bool = Field(
         default=True,
         description=(
-            "Skip the wait when requests arrive further apart than MAX_BATCH_WAIT_MS (nobody would join);"
-            " false: always wait it out (fuller batches, slower answers at low load)."
+            "Wait for others only when most recent requests (about the last ten) arrived while another was queued"
+            " or running; a lone client is answered without the wait. false: always wait it out (fuller batches,"
+            " slower answers at low load)."
         ),
     )
     max_queue: int = Field(default=256, gt=0, description="Most items queued for the model; beyond it 503.")
