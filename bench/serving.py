@@ -5,8 +5,8 @@ One run measures, and prints and writes as JSON:
 * per inference service (text, image, speech, fusion): items/s and p50/p95 latency at concurrency 1
   and 32 with single-item requests, and through ``/predict/batch`` (text, image, speech);
 * the old serving path (PyTorch fp32, batch-1 calls in threads: ``INFERENCE_RUNTIME=torch
-  MAX_BATCH_SIZE=1 MAX_CONCURRENT_BATCHES=8``; for speech the NumPy encoder, ``ENCODER_RUNTIME=numpy``)
-  next to the new one, as ratios (text, image, speech);
+  MAX_BATCH_SIZE=1 MAX_CONCURRENT_BATCHES=8``; for speech the NumPy encoder, ``ENCODER_RUNTIME=numpy``;
+  for fusion scikit-learn's forest, ``INFERENCE_RUNTIME=sklearn``) next to the new one, as ratios;
 * the gateway: ``/api/predict/text`` against the text service alone (p50 at c1, items/s at c32),
   and ``/api/predict/multimodal`` (text + image + audio) against the slowest modality's p50;
 * the text service's RSS after warm-up and after ``--rss-requests`` more requests;
@@ -345,7 +345,7 @@ async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, 
         result["c32_over_c1"] = round(result["c32"]["items_per_s"] / result["c1"]["items_per_s"], 2)
         out["services"][name] = result
         print(f"  {name}: {json.dumps(result)}", flush=True)
-    for name in ("text", "image", "speech"):
+    for name in ("text", "image", "speech", "fusion"):
         old = f"{name}_old"
         if old not in fleet.services:
             continue
@@ -611,13 +611,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     modules = {"speech": 1, "text": 2, "image": 3, "fusion": 4}
     batch_1_threads = {"MAX_BATCH_SIZE": "1", "MAX_CONCURRENT_BATCHES": "8"}
     torch_runtime = {"INFERENCE_RUNTIME": "torch"}
-    old_runtime = {"speech": {"ENCODER_RUNTIME": "numpy"}, "text": torch_runtime, "image": torch_runtime}
+    old_runtime = {
+        "speech": {"ENCODER_RUNTIME": "numpy"},
+        "text": torch_runtime,
+        "image": torch_runtime,
+        "fusion": {"INFERENCE_RUNTIME": "sklearn"},
+    }
     try:
         for name, offset in modules.items():
             if name in only:
                 fleet.start(name, name, port + offset)
         if "old" in only:
-            for name, offset in (("speech", 11), ("text", 12), ("image", 13)):
+            for name, offset in (("speech", 11), ("text", 12), ("image", 13), ("fusion", 14)):
                 if name in only:
                     fleet.start(f"{name}_old", name, port + offset, old_runtime[name] | batch_1_threads)
         fleet.wait_ready(list(fleet.services))

@@ -1,10 +1,10 @@
-"""Export the text and image models to ONNX ahead of time (e.g. while building a container image).
+"""Export the text and image models and the fusion forest to ONNX ahead of time (e.g. while building an image).
 
 The services export on their first start anyway (``shared/onnx_runtime.py``); this
 fills the same cache beforehand, so a container starts without PyTorch export work and can run
 with a read-only file system (point ``ONNX_CACHE_DIR`` at the folder)::
 
-    python -m training.export_onnx --out /opt/onnx-cache [--runtime onnx] [--only text,image]
+    python -m training.export_onnx --out /opt/onnx-cache [--runtime onnx] [--only text,image,fusion]
 
 The models come from the same settings as the services (``MODEL_DIR``, ``MODEL_KIND``, ...).
 """
@@ -29,8 +29,16 @@ def export(modality: str, out: Path, runtime: str) -> Path:
 
         image = ImageSettings()
         load_image(image.model_dir, threads=image.inference_threads, runtime=runtime, cache_dir=out)
+    elif modality == "fusion":
+        from services.fusion.app import load as load_fusion
+        from services.fusion.settings import Settings as FusionSettings
+
+        fusion = FusionSettings(inference_runtime="onnx")
+        if load_fusion(fusion, cache_dir=out).runtime_proba is None:
+            raise RuntimeError("the fusion forest did not convert to ONNX (see the log)")
+        return max(out.glob("fusion-forest-*.onnx"), key=lambda p: p.stat().st_mtime)
     else:
-        raise ValueError(f"no ONNX export for {modality!r} (text or image)")
+        raise ValueError(f"no ONNX export for {modality!r} (text, image or fusion)")
     candidates = (set(out.glob("*.onnx")) - before) or set(out.glob(f"{modality}-*{runtime}-*.onnx"))
     return max(candidates, key=lambda p: p.stat().st_mtime)
 
@@ -39,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="the ONNX cache folder (ONNX_CACHE_DIR)")
     parser.add_argument("--runtime", default="onnx", choices=["onnx", "onnx-int8"])
-    parser.add_argument("--only", default="text,image")
+    parser.add_argument("--only", default="text,image,fusion")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     for modality in args.only.split(","):

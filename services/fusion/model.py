@@ -17,7 +17,7 @@ from being counted as independent evidence.
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -188,6 +188,8 @@ class FusionModel:
     correlation: float = 0.0
     #: Free-form provenance (training data, seed, metrics file), stored with the forest.
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The forest's ``predict_proba`` in a faster runtime (services.fusion.forest_onnx); None: scikit-learn's.
+    runtime_proba: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def predict(self, batch: Sequence[FusionInput], correlation: float | None = None) -> np.ndarray:
         """Fused (n, 7) probabilities for a batch of modality -> probability-vector mappings.
@@ -233,7 +235,8 @@ class FusionModel:
 
     def forest_probabilities(self, x: np.ndarray) -> np.ndarray:
         """The forest's own (n, 7) class probabilities for an (n, 31) feature matrix (no blending)."""
-        raw = np.asarray(self.forest.predict_proba(np.asarray(x, dtype=np.float64)))
+        x = np.asarray(x, dtype=np.float64)
+        raw = np.asarray(self.runtime_proba(x) if self.runtime_proba is not None else self.forest.predict_proba(x))
         out = np.zeros((raw.shape[0], NUM_LABELS), dtype=np.float64)
         # The forest only has columns for classes it saw; place them at their canonical index.
         out[:, np.asarray(self.forest.classes_, dtype=int)] = raw

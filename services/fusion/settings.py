@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -16,6 +17,13 @@ class Settings(BatchingSettings):
 
     model_dir: Path = Field(default=DEFAULT_MODEL_DIR, description="Folder holding the fusion forest artefact.")
     model_file: str = Field(default=MODEL_FILE, description="File name of the artefact inside model_dir.")
+    inference_runtime: Literal["onnx", "sklearn"] = Field(
+        default="onnx",
+        description=(
+            "How the forest runs: converted once to ONNX and served by onnxruntime (default; checked against"
+            " scikit-learn at load, which it falls back to if they differ), or scikit-learn itself."
+        ),
+    )
     correlation_guard: float | None = Field(
         default=None,
         ge=0.0,

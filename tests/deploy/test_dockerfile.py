@@ -86,14 +86,14 @@ def test_builder_installs_only_the_services_extra(service: str) -> None:
     assert lines == [*project["dependencies"], *project["optional-dependencies"][service]]
 
 
-#: What the text and image builders copy in to export their model to ONNX.
+#: What the text, image and fusion builders copy in to export their model to ONNX.
 EXPORTER = ("training/__init__.py", "training/export_onnx.py")
 ONNX_CACHE = "/opt/venv/share/onnx"
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_text_and_image_images_carry_their_onnx_export(service: str) -> None:
-    """A new text or image container loads the ONNX file exported at build time instead of exporting."""
+def test_text_image_and_fusion_images_carry_their_onnx_export(service: str) -> None:
+    """A new text, image or fusion container loads the ONNX file exported at build time instead of exporting."""
     builder = parse().image(service, target="builder")
     steps = builder.steps
     exporter = next(i for i, step in enumerate(steps) if isinstance(step, Copy) and step.sources == list(EXPORTER))
@@ -103,11 +103,11 @@ def test_text_and_image_images_carry_their_onnx_export(service: str) -> None:
     assert install < exporter
     (export,) = [step.command for step in steps if isinstance(step, Run) and "training.export_onnx" in step.command]
     assert f"--out {ONNX_CACHE}" in export and '--only "${SERVICE}"' in export
-    assert 'if [ "${SERVICE}" = text ] || [ "${SERVICE}" = image ]' in export
+    assert 'if [ "${SERVICE}" = text ] || [ "${SERVICE}" = image ] || [ "${SERVICE}" = fusion ]' in export
     # It imports the installed package (cwd outside /src), whose model files the service hashes.
     assert "cd /tmp && PYTHONPATH=/opt/exporter python -m training.export_onnx" in export
     runtime = parse().image(service)
-    assert runtime.env.get("ONNX_CACHE_DIR") == (ONNX_CACHE if service in {"text", "image"} else None)
+    assert runtime.env.get("ONNX_CACHE_DIR") == (ONNX_CACHE if service in {"text", "image", "fusion"} else None)
     assert [(c.sources, c.destination) for c in runtime.copies if c.from_stage == "builder"] == [
         (["/opt/venv"], "/opt/venv")
     ], "the export travels inside the virtualenv"

@@ -51,7 +51,7 @@ MUST_CARRY = {
     "speech": {"tensorflow-cpu"},
     "text": {"torch"},
     "image": {"torch", "opencv-python-headless"},
-    "fusion": {"scikit-learn"},
+    "fusion": {"scikit-learn", "onnxruntime", "skl2onnx"},
     "asr": {"ctranslate2", "faster-whisper", "av"},
 }
 
