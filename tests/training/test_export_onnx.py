@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from services.fusion.app import load as load_fusion
+from services.fusion.settings import Settings as FusionSettings
 from services.image import model as face_model
 from services.image.settings import ARTIFACT_DIR
 from training import export_onnx
@@ -18,6 +20,17 @@ def test_export_fills_the_cache_the_service_then_reuses(tmp_path: Path, capsys: 
     assert model.session is not None and written.stat().st_mtime_ns == stamp  # reused, not re-exported
 
 
+def test_the_fusion_forest_export_is_what_the_service_then_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert export_onnx.main(["--out", str(tmp_path), "--only", "fusion"]) == 0
+    (written,) = tmp_path.glob("fusion-forest-*.onnx")
+    assert str(written) in capsys.readouterr().out
+    stamp = written.stat().st_mtime_ns
+    model = load_fusion(FusionSettings(inference_runtime="onnx"), cache_dir=tmp_path)
+    assert model.runtime_proba is not None and written.stat().st_mtime_ns == stamp  # reused, not re-exported
+
+
 def test_an_unknown_modality_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="text or image"):
+    with pytest.raises(ValueError, match="text, image or fusion"):
         export_onnx.export("speech", tmp_path, "onnx")
