@@ -45,7 +45,7 @@ def load(settings: Settings, *, cache_dir: Path | None = None) -> fusion_model.F
                 threads=settings.inference_threads,
                 cache_dir=cache_dir,
             )
-        except ValueError:
+        except Exception:  # a graph that differs (ValueError) or a conversion/runtime failure: never a 503
             logger.warning("fusion forest not served by onnxruntime; scikit-learn serves it", exc_info=True)
     return model
 

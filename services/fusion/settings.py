@@ -21,7 +21,7 @@ class Settings(BatchingSettings):
         default="onnx",
         description=(
             "How the forest runs: converted once to ONNX and served by onnxruntime (default; checked against"
-            " scikit-learn at load, which it falls back to if they differ), or scikit-learn itself."
+            " scikit-learn at load, which serves instead if they differ or the conversion fails), or scikit-learn."
         ),
     )
     correlation_guard: float | None = Field(

@@ -58,3 +58,16 @@ def test_a_graph_that_does_not_reproduce_the_forest_is_refused(
     assert "not served by onnxruntime" in caplog.text and "differs from scikit-learn" in caplog.text
     batch = _inputs(50)
     assert np.array_equal(model.predict(batch), trained[0].predict(batch))
+
+
+def test_a_failing_conversion_leaves_scikit_learn_serving(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: object) -> bytes:
+        raise RuntimeError("converter failed")
+
+    monkeypatch.setattr(forest_onnx, "convert", broken)
+    with caplog.at_level(logging.WARNING):
+        model = load(Settings(model_dir=model_dir, inference_runtime="onnx"), cache_dir=tmp_path)
+    assert model.runtime_proba is None and "converter failed" in caplog.text
+    assert model.predict(_inputs(5)).shape == (5, len(LABELS))
