@@ -136,6 +136,42 @@ def test_training_resumes_from_its_checkpoint(tiny: tuple[Path, Path], tmp_path:
     assert any((tmp_path / "ckpt").iterdir())
 
 
+def test_weight_averaging_returns_the_mean_of_the_epochs_weights_and_survives_a_resume(
+    tiny: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, feats = tiny
+    windows = train_whisper.load_windows(data, feats, datasets=["synthetic"])
+    rows = np.arange(len(windows.x))
+    seen: dict[int, list[np.ndarray]] = {}
+
+    def record(epoch: int, model: object) -> None:
+        seen[epoch] = [np.array(v) for v in model.get_weights()]  # type: ignore[attr-defined]
+
+    plain = train_whisper.train_loop(windows, rows, HeadParams(epochs=4, batch_size=4, hidden=8), on_epoch=record)
+    # Epoch-end weights of the plain run, then the same run averaging epochs 2-4: one is the other's mean.
+    averaged_hp = HeadParams(epochs=4, batch_size=4, hidden=8, average_from=2)
+    average = train_whisper.WeightAverage(2)
+    for epoch in (1, 2, 3, 4):
+        average.update(epoch, _Weights(seen[epoch]))
+    assert average.epochs == [2, 3, 4]
+    for mean, *snapshots in zip(average.mean or [], seen[2], seen[3], seen[4], strict=True):
+        np.testing.assert_allclose(mean, np.mean(snapshots, axis=0), rtol=1e-5, atol=1e-6)
+    head = train_whisper.train_loop(windows, rows, averaged_hp, checkpoint_dir=tmp_path / "ckpt")
+    saved = train_whisper.WeightAverage(2, tmp_path / "ckpt")  # what a resumed run reads back
+    assert saved.epochs == [2, 3, 4]
+    for got, want in zip(head.get_weights(), saved.mean or [], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert len(plain.get_weights()) == len(head.get_weights())
+
+
+class _Weights:
+    def __init__(self, weights: list[np.ndarray]) -> None:
+        self.weights = weights
+
+    def get_weights(self) -> list[np.ndarray]:
+        return self.weights
+
+
 def test_clip_probabilities_weight_windows_by_duration() -> None:
     probs = np.zeros((3, 7))
     probs[0, 0] = probs[1, 3] = probs[2, 3] = 1.0

@@ -195,6 +195,9 @@ class HeadParams:
     augmented_weight: float = 0.7
     #: Width of the attention scorer (attention pooling only).
     attention_hidden: int = 64
+    #: From this epoch on, the head's weights are averaged over the ends of epochs (0: off; the head has no
+    #: BatchNorm, so the average needs no recomputed statistics).
+    average_from: int = 0
     seed: int = 0
 
 
@@ -274,7 +277,11 @@ def train_loop(
     checkpoint_dir: Path | None = None,
     on_epoch: Callable[[int, Any], None] | None = None,
 ) -> Any:
-    """Fit a fresh head for ``hp.epochs`` epochs; resumable from ``checkpoint_dir`` (BackupAndRestore)."""
+    """Fit a fresh head for ``hp.epochs`` epochs; resumable from ``checkpoint_dir`` (BackupAndRestore).
+
+    With ``hp.average_from``, the returned head holds the mean of its weights at the ends of epochs
+    ``average_from`` .. ``epochs``, and ``on_epoch`` sees that running mean from ``average_from`` on.
+    """
     import keras
 
     x = w.x[train_rows]
@@ -283,8 +290,21 @@ def train_loop(
     callbacks: list[Any] = []
     if checkpoint_dir is not None:
         callbacks.append(keras.callbacks.BackupAndRestore(str(checkpoint_dir), delete_checkpoint=False))
+    average = WeightAverage(hp.average_from, checkpoint_dir) if hp.average_from > 0 else None
+    if average is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, _: average.update(epoch + 1, model)))
     if on_epoch is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, _logs: on_epoch(epoch + 1, model)))
+
+        def report(epoch: int, _logs: Any) -> None:
+            if average is None or average.mean is None:
+                on_epoch(epoch + 1, model)
+                return
+            current = model.get_weights()
+            model.set_weights(average.mean)
+            on_epoch(epoch + 1, model)
+            model.set_weights(current)
+
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=report))
     model.fit(
         x,
         keras.utils.to_categorical(y, NUM_LABELS),
@@ -295,7 +315,40 @@ def train_loop(
         verbose=0,
         callbacks=callbacks,
     )
+    if average is not None and average.mean is not None:
+        model.set_weights(average.mean)
     return model
+
+
+class WeightAverage:
+    """Running mean of the model's weights at the ends of epochs ``start`` and later (1-based).
+
+    With a ``folder`` (the head's BackupAndRestore folder) the mean is saved after every epoch and
+    read back on a resumed run, so a resumed head averages the same epochs as an uninterrupted one.
+    """
+
+    def __init__(self, start: int, folder: Path | None = None) -> None:
+        self.start = start
+        self.file = folder / "weight_average.npz" if folder is not None else None
+        self.mean: list[np.ndarray] | None = None
+        self.epochs: list[int] = []
+        if self.file is not None and self.file.is_file():
+            with np.load(self.file) as data:
+                self.epochs = data["epochs"].tolist()
+                self.mean = [data[f"w{i}"] for i in range(int(data["n"]))]
+
+    def update(self, done: int, model: Any) -> None:
+        """Fold in ``model``'s weights after epoch ``done`` (1-based), once per epoch."""
+        if done < self.start or done in self.epochs:
+            return
+        weights = [np.asarray(v) for v in model.get_weights()]
+        self.epochs.append(done)
+        k = len(self.epochs)
+        self.mean = weights if self.mean is None else [m + (v - m) / k for m, v in zip(self.mean, weights, strict=True)]
+        if self.file is not None:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            arrays = {f"w{i}": m for i, m in enumerate(self.mean)}
+            np.savez(self.file, epochs=np.array(self.epochs), n=np.array(len(self.mean)), **arrays)
 
 
 # ------------------------------------------------------------------------------------- evaluation
