@@ -56,11 +56,11 @@ train-speech: $(STAMP) ## Train the speech model (see services/speech/MODEL_CARD
 	$(PY) -m training.speech.encode --data $(DATA)/speech --datasets ravdess --out /tmp/speech_feats --frame-stride 4 \
 		--augment mix --copies 4
 	$(PY) -m training.speech.train_whisper cv --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
-		--seeds 3 --epochs 60 --augment-tags mix0 mix1 mix2 mix3
+		--seeds 3 --epochs 30 --average-from 10 --augment-tags mix0 mix1 mix2 mix3
 	$(PY) -m training.speech.train_whisper final --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
-		--seeds 5 --augment-tags mix0 mix1 mix2 mix3 --export services/speech/artifacts
+		--seeds 5 --average-from 10 --augment-tags mix0 mix1 mix2 mix3 --export services/speech/artifacts
 	$(PY) -m training.speech.train_whisper calibrate --data $(DATA)/speech --feats /tmp/speech_feats --out /tmp/speech_head \
-		--seeds 5 --augment-tags mix0 mix1 mix2 mix3 --export services/speech/artifacts
+		--seeds 5 --average-from 10 --augment-tags mix0 mix1 mix2 mix3 --export services/speech/artifacts
 
 train-fusion: $(STAMP) ## Train the fusion forest (see services/fusion/MODEL_CARD.md)
 	$(PY) -m training.fusion.train --data $(DATA)
