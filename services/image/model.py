@@ -11,8 +11,9 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from torch import nn
 
-from services.image.network import INPUT_SIZE, EmotionNet, normalize
+from services.image.network import INPUT_SIZE, EmotionEnsemble, EmotionNet, normalize
 from shared.calibration import CalibrationError, Calibrator, load_calibrator
 from shared.labels import LABELS
 
@@ -39,7 +40,7 @@ def to_input(crop: np.ndarray) -> np.ndarray:
 class FaceEmotionModel:
     """A loaded network plus its identity; ``predict`` takes greyscale crops and returns (n, 7) probabilities."""
 
-    network: EmotionNet
+    network: nn.Module
     name: str
     version: str
     tta: bool = True
@@ -75,6 +76,14 @@ class FaceEmotionModel:
         return self.calibrator(normalised)
 
 
+def build_network(meta: dict[str, Any]) -> nn.Module:
+    """The architecture a weights file's metadata describes: one network, or an ensemble of ``members``."""
+    members = meta.get("members")
+    if members:
+        return EmotionEnsemble([EmotionNet(tuple(member["widths"])) for member in members])
+    return EmotionNet(tuple(meta["widths"]))
+
+
 def load(
     path: str | Path,
     *,
@@ -100,7 +109,7 @@ def load(
         meta = dict(state["meta"])
         if list(meta.get("labels", LABELS)) != list(LABELS):
             raise ModelLoadError(f"{file} was trained with labels {meta.get('labels')}, expected {list(LABELS)}")
-        network = EmotionNet(tuple(meta["widths"]))
+        network = build_network(meta)
         network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state["state_dict"].items()})
     except ModelLoadError:
         raise

@@ -1,5 +1,7 @@
 """The face-emotion CNN: a compact VGG/ResNet-style network for 48x48 greyscale crops (no torchvision)."""
 
+import math
+
 import torch
 from torch import nn
 
@@ -64,6 +66,26 @@ class EmotionNet(nn.Module):
         """Logits for a (n, 1, 48, 48) batch normalised as in training."""
         logits: torch.Tensor = self.head(self.stages(self.stem(x)))
         return logits
+
+
+class EmotionEnsemble(nn.Module):
+    """Several independently trained networks as one: the output is the log of their mean softmax.
+
+    Returning log-probabilities keeps the single network's contract (softmax of the output = the
+    probabilities), so flip TTA, calibration and the ONNX export work on an ensemble unchanged.
+    """
+
+    def __init__(self, members: list[EmotionNet]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """log(mean_k softmax(member_k(x))) for a (n, 1, 48, 48) batch, computed stably in log space."""
+        stacked = torch.stack([member(x).float().log_softmax(dim=1) for member in self.members])
+        result: torch.Tensor = torch.logsumexp(stacked, dim=0) - math.log(len(self.members))
+        return result
 
 
 #: Pixel normalisation (x / 255 - mean) / std, shared by training and inference.

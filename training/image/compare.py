@@ -1,4 +1,4 @@
-"""Face weight files side by side on a FER2013 split, alone and averaged (flip TTA, uncalibrated).
+"""Face weight files side by side on a FER2013 split, alone and averaged (flip TTA unless --no-tta, uncalibrated).
 
     python -m training.image.compare services/image/artifacts/face_emotion.pt /tmp/fer_w48/exported.pt
 
@@ -18,9 +18,9 @@ from training.image.data import DEFAULT_ROOT, load_split
 from training.report import report_from_probabilities
 
 
-def probabilities(path: Path, images: np.ndarray, batch: int = 256) -> np.ndarray:
-    """Flip-TTA, uncalibrated (n, 7) probabilities of the weights in ``path`` for (n, 48, 48) crops."""
-    loaded = face_model.load(path, tta=True, calibrated=False)
+def probabilities(path: Path, images: np.ndarray, batch: int = 256, *, tta: bool = True) -> np.ndarray:
+    """Uncalibrated (n, 7) probabilities (flip TTA if ``tta``) of the weights in ``path`` for (n, 48, 48) crops."""
+    loaded = face_model.load(path, tta=tta, calibrated=False)
     return np.concatenate([loaded.predict(list(images[i : i + batch])) for i in range(0, len(images), batch)])
 
 
@@ -39,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("weights", type=Path, nargs="+", help="face_emotion.pt files (exported format)")
     parser.add_argument("--split", default="public_test")
     parser.add_argument("--data", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=True, help="flip TTA (default on)")
     args = parser.parse_args(argv)
     split = load_split(args.split, root=args.data)
-    rows = {str(path): probabilities(path, split.images) for path in args.weights}
+    rows = {str(path): probabilities(path, split.images, tta=args.tta) for path in args.weights}
     if len(rows) > 1:
         rows["mean"] = np.mean(list(rows.values()), axis=0)
     for name, p in rows.items():
