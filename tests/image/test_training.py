@@ -9,6 +9,7 @@ import torch
 
 from services.image import model as face_model
 from services.image.network import EmotionNet
+from shared.labels import LABELS
 from training.image.data import Split
 from training.image.train import (
     WeightAverage,
@@ -19,6 +20,7 @@ from training.image.train import (
     main,
     photo_augment,
     soft_targets,
+    teacher_probabilities,
     train,
 )
 
@@ -137,3 +139,48 @@ def test_precision_follows_the_cpu(tmp_path: Path) -> None:
         assert layer(x).dtype == torch.bfloat16
     with trainer.autocast(False):
         assert layer(x).dtype == torch.float32
+
+
+def _constant_teacher(path: Path, label: int) -> Path:
+    """A weights file whose network answers ``label`` for every image (zero head weights, a large bias)."""
+    network = EmotionNet((8, 8, 16, 16))
+    head = network.head[-1]
+    assert isinstance(head, torch.nn.Linear)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[label] = 12.0
+    meta = {"widths": [8, 8, 16, 16], "labels": list(LABELS)}
+    torch.save({"state_dict": network.state_dict(), "meta": meta}, path)
+    return path
+
+
+def test_teacher_probabilities_are_cached_and_softened(tmp_path: Path) -> None:
+    teacher = _constant_teacher(tmp_path / "teacher.pt", 2)
+    images = tiny_split(10, 0).images
+    sharp = teacher_probabilities(teacher, images, tmp_path)
+    assert sharp.shape == (10, 7) and np.allclose(sharp.sum(axis=1), 1.0, atol=1e-5)
+    assert (sharp.argmax(axis=1) == 2).all() and sharp[:, 2].min() > 0.99
+    soft = teacher_probabilities(teacher, images, tmp_path, temperature=4.0)
+    assert soft[:, 2].max() < sharp[:, 2].min() and np.allclose(soft.sum(axis=1), 1.0, atol=1e-5)
+    assert len(list(tmp_path.glob("teacher-*.npy"))) == 2
+    teacher.write_bytes(b"changed")  # keyed by the file's hash: a changed file is loaded afresh (and fails here)
+    with pytest.raises(face_model.ModelLoadError):
+        teacher_probabilities(teacher, images, tmp_path)
+
+
+def test_distillation_follows_the_teacher(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    teacher = _constant_teacher(tmp_path / "teacher.pt", 2)
+    out = tmp_path / "run"
+    args = [
+        "--out", str(out), "--epochs", "3", "--batch-size", "16", "--widths", "8,8,16,16", "--lr", "0.05",
+        "--teacher", str(teacher), "--teacher-weight", "1.0", "--smoothing", "0", "--ferplus-weight", "0",
+    ]  # fmt: skip
+    train(build_parser().parse_args(args), (tiny_split(64, 0), tiny_split(32, 1)))
+    student = EmotionNet((8, 8, 16, 16))
+    student.load_state_dict(torch.load(out / "last.pt", weights_only=False)["model"])
+    student.eval()
+    with torch.no_grad():
+        predicted = student(torch.randn(16, 1, 48, 48)).argmax(dim=1)
+    assert (predicted == 2).all()  # the labels say otherwise; only the teacher says 2

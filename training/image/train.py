@@ -6,12 +6,17 @@
     # fine-tune the shipped model with photo-like augmentation, cyclic LR and weight averaging (SWA):
     python -m training.image.train --out /tmp/fer_swa --init services/image/artifacts/face_emotion.pt \
         --epochs 24 --lr 0.02 --cyclic --swa-start 2 --photo-aug 0.5
+    # distil an ensemble (any weights file the service loads) into one network: its probabilities on the
+    # training images join the targets
+    python -m training.image.train --out /tmp/fer_kd --teacher services/image/artifacts/face_emotion.pt \
+        --teacher-weight 0.5 --epochs 60
 
 CPU-friendly: bf16 autocast (AMX where present), channels_last, all data in one uint8 tensor,
 augmentation as batched torch ops (affine grid: crop/shift, scale, rotation, flip; brightness/contrast).
 """
 
 import argparse
+import hashlib
 import json
 import math
 import time
@@ -112,6 +117,29 @@ def soft_targets(
     plus = F.one_hot(ferplus.clamp(min=0), k).float()
     mixed = torch.where(has_plus[:, None], (1 - ferplus_weight) * target + ferplus_weight * plus, target)
     return (1 - smoothing) * mixed + smoothing / k
+
+
+def teacher_probabilities(path: Path, images: np.ndarray, cache: Path, *, temperature: float = 1.0) -> np.ndarray:
+    """A teacher's flip-TTA, uncalibrated probabilities on ``images``, softened by ``temperature``; cached.
+
+    Offline distillation: computed once on the clean images (the student sees augmented views of
+    them), stored in ``cache`` under the teacher file's hash so a resumed run reuses them.
+    """
+    from services.image import model as face_model  # the service's loader: ensembles included
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    target = cache / f"teacher-{digest}-{len(images)}-t{temperature:g}.npy"
+    if target.exists():
+        cached: np.ndarray = np.load(target)
+        return cached
+    teacher = face_model.load(path, tta=True, calibrated=False)
+    probs = np.concatenate([teacher.predict(list(images[i : i + 256])) for i in range(0, len(images), 256)])
+    if temperature != 1.0:
+        probs = probs ** (1.0 / temperature)
+        probs /= probs.sum(axis=1, keepdims=True)
+    probs = probs.astype(np.float32)
+    np.save(target, probs)
+    return probs
 
 
 def bf16_is_native(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -257,6 +285,12 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
     images = torch.from_numpy(train_split.images)
     labels = torch.from_numpy(train_split.labels)
     ferplus = torch.from_numpy(train_split.ferplus)
+    teacher = None
+    if args.teacher:
+        probs = teacher_probabilities(Path(args.teacher), train_split.images, out, temperature=args.teacher_temperature)
+        teacher = torch.from_numpy(probs)
+        agreement = float((probs.argmax(axis=1) == train_split.labels).mean())
+        print(f"teacher {args.teacher}: agrees with the training labels on {agreement:.4f}", flush=True)
     n = len(images)
     steps_per_epoch = max(1, n // args.batch_size)
     total_steps = steps_per_epoch * args.epochs
@@ -319,6 +353,8 @@ def train(args: argparse.Namespace, splits: tuple[Split, Split] | None = None) -
             target = soft_targets(
                 labels[idx], ferplus[idx], ferplus_weight=args.ferplus_weight, smoothing=args.smoothing
             )
+            if teacher is not None:
+                target = (1 - args.teacher_weight) * target + args.teacher_weight * teacher[idx]
             with autocast(bf16):
                 logits = model(x)
             loss = torch.sum(-target * F.log_softmax(logits.float(), dim=1), dim=1).mean()
@@ -409,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cyclic", action="store_true", help="one cosine LR cycle per epoch (for --swa-start)")
     parser.add_argument("--swa-start", type=int, default=-1, help="average weights from this epoch on (-1 = off)")
     parser.add_argument("--bn-images", type=int, default=8192, help="train images for the averaged model's BN stats")
+    parser.add_argument("--teacher", default="", help="distil these weights (a single network or an ensemble)")
+    parser.add_argument("--teacher-weight", type=float, default=0.5, help="share of the teacher in the targets")
+    parser.add_argument("--teacher-temperature", type=float, default=1.0, help="soften the teacher (T > 1)")
     parser.add_argument("--photo-aug", type=float, default=0.0, help="strength of photo-like corruptions (0 = off)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
