@@ -1,14 +1,16 @@
 """training.image.compare: weight files scored alone and averaged, through the service's classifier."""
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from services.image import model as face_model
 from services.image.network import EmotionNet
 from shared.labels import LABELS
-from training.image.compare import probabilities, scores
+from training.image.compare import crops_per_second, probabilities, scores
 
 
 def _weights(path: Path, seed: int) -> Path:
@@ -32,3 +34,18 @@ def test_scores() -> None:
     s = scores(y, p)
     assert s["accuracy"] == 0.75 and s["disgust_recall"] == 0.5
     assert s["macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+
+
+def test_crops_per_second_times_the_served_runtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, object]] = []
+    real_load = face_model.load
+
+    def spy(path: Path, **kwargs: Any) -> face_model.FaceEmotionModel:
+        calls.append(kwargs)
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(face_model, "load", spy)
+    images = np.random.default_rng(1).integers(0, 256, size=(8, 48, 48), dtype=np.uint8)
+    rate = crops_per_second(_weights(tmp_path / "a.pt", 0), images, tta=False, batch=4, repeats=2)
+    assert np.isfinite(rate) and rate > 0
+    assert calls[0]["runtime"] == "onnx" and calls[0]["threads"] == 1 and calls[0]["tta"] is False
