@@ -87,7 +87,7 @@ def build_network(meta: dict[str, Any]) -> nn.Module:
 def load(
     path: str | Path,
     *,
-    tta: bool = True,
+    tta: bool | None = None,
     runtime: str = "torch",
     threads: int | None = None,
     cache_dir: Path | None = None,
@@ -95,9 +95,10 @@ def load(
 ) -> FaceEmotionModel:
     """Load weights from a model directory (or the .pt file itself).
 
-    ``runtime``: ``torch``, ``onnx`` or ``onnx-int8`` (the network exported once to ONNX, cached in
-    ``cache_dir``, and run by onnxruntime with ``threads`` threads). ``calibrated``: apply the
-    ``calibration.json`` beside the weights (absent: identity); off only to fit a new one.
+    ``tta``: flip test-time augmentation; ``None`` = the file's own choice (metadata ``tta``, default on:
+    an ensemble may be validated without it). ``runtime``: ``torch``, ``onnx`` or ``onnx-int8`` (the
+    network exported once to ONNX, cached in ``cache_dir``, and run by onnxruntime with ``threads`` threads).
+    ``calibrated``: apply the ``calibration.json`` beside the weights (absent: identity); off only to fit a new one.
     """
     file = Path(path)
     if file.is_dir():
@@ -120,7 +121,7 @@ def load(
         network=network,
         name=str(meta.get("name", "face-emotion")),
         version=str(meta.get("version", "0")),
-        tta=tta,
+        tta=bool(meta.get("tta", True)) if tta is None else tta,
         meta=meta,
     )
     if runtime != "torch":

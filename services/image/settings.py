@@ -30,7 +30,10 @@ class Settings(BatchingSettings):
         description="How YuNet runs: its weights on onnxruntime (default, faster) or libfacedetection's own C++ code.",
     )
     face_margin: float = Field(default=0.1, ge=0.0, le=1.0, description="Box growth on each side before cropping.")
-    tta: bool = Field(default=True, description="Average with the horizontally flipped crop.")
+    tta: bool | None = Field(
+        default=None,
+        description="Average with the horizontally flipped crop; unset: as the weights file says (else on).",
+    )
     max_batch_size: int = Field(
         default=32, ge=1, description="Most images in one /predict/batch request, and face crops in one model call."
     )

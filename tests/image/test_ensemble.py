@@ -76,3 +76,16 @@ def test_bad_inputs_are_refused(tmp_path: Path) -> None:
 def test_an_ensemble_module_needs_members() -> None:
     with pytest.raises(ValueError, match="at least one member"):
         EmotionEnsemble([])
+
+
+def test_flip_tta_follows_the_file_unless_set(tmp_path: Path) -> None:
+    paths = [_member(tmp_path / "a.pt", 9), _member(tmp_path / "b.pt", 10)]
+    assert ensemble.main([*map(str, paths), "--out", str(tmp_path / "plain.pt"), "--no-tta"]) == 0
+    ensemble.pack(paths, tmp_path / "flipped.pt")
+    assert face_model.load(tmp_path / "plain.pt").tta is False  # the file's own choice
+    assert face_model.load(tmp_path / "plain.pt", tta=True).tta is True  # TTA=true overrides it
+    assert face_model.load(tmp_path / "flipped.pt").tta is True
+    assert face_model.load(paths[0]).tta is True  # files without the field: on, as before
+    crop = np.random.default_rng(2).integers(0, 256, size=(48, 48), dtype=np.uint8)
+    plain = face_model.load(tmp_path / "plain.pt", calibrated=False).predict([crop, crop[:, ::-1].copy()])
+    assert not np.allclose(plain[0], plain[1], atol=1e-4)  # no mirror averaging really happens

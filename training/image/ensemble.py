@@ -18,8 +18,13 @@ import torch
 from shared.labels import LABELS
 
 
-def pack(paths: list[Path], out: Path, *, name: str = "face-emotion-resnet-ensemble") -> dict[str, Any]:
-    """Write the members' fp16 weights as ``members.<i>.*`` with their metadata; return the new metadata."""
+def pack(
+    paths: list[Path], out: Path, *, tta: bool = True, name: str = "face-emotion-resnet-ensemble"
+) -> dict[str, Any]:
+    """Write the members' fp16 weights as ``members.<i>.*`` with their metadata; return the new metadata.
+
+    ``tta`` is recorded as the file's own choice of flip TTA (the service follows it unless ``TTA`` is set).
+    """
     if len(paths) < 2:
         raise ValueError("an ensemble needs at least two weight files")
     weights: dict[str, torch.Tensor] = {}
@@ -39,6 +44,7 @@ def pack(paths: list[Path], out: Path, *, name: str = "face-emotion-resnet-ensem
         "version": f"{time.strftime('%Y.%m.%d')}-x{len(members)}",
         "labels": list(LABELS),
         "input_size": members[0].get("input_size", 48),
+        "tta": tta,
         "members": members,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -50,9 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("weights", type=Path, nargs="+", help="exported face_emotion.pt files (single networks)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction, default=True, help="serve with flip TTA unless TTA is set"
+    )
     args = parser.parse_args(argv)
-    meta = pack(args.weights, args.out)
-    print(f"wrote {args.out}: {len(meta['members'])} members, version {meta['version']}")
+    meta = pack(args.weights, args.out, tta=args.tta)
+    print(f"wrote {args.out}: {len(meta['members'])} members, version {meta['version']}, flip TTA {meta['tta']}")
     return 0
 
 
