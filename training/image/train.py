@@ -31,6 +31,7 @@ from torch import nn
 
 from services.image.network import INPUT_SIZE, PIXEL_MEAN, PIXEL_STD, EmotionNet, normalize
 from shared.labels import LABELS
+from training.image.compare import probabilities
 from training.image.data import DEFAULT_CACHE, DEFAULT_ROOT, Split, load_split
 
 ARTIFACT_DIR = Path(__file__).resolve().parents[2] / "services" / "image" / "artifacts"
@@ -125,15 +126,12 @@ def teacher_probabilities(path: Path, images: np.ndarray, cache: Path, *, temper
     Offline distillation: computed once on the clean images (the student sees augmented views of
     them), stored in ``cache`` under the teacher file's hash so a resumed run reuses them.
     """
-    from services.image import model as face_model  # the service's loader: ensembles included
-
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     target = cache / f"teacher-{digest}-{len(images)}-t{temperature:g}.npy"
     if target.exists():
         cached: np.ndarray = np.load(target)
         return cached
-    teacher = face_model.load(path, tta=True, calibrated=False)
-    probs = np.concatenate([teacher.predict(list(images[i : i + 256])) for i in range(0, len(images), 256)])
+    probs = probabilities(path, images, tta=True)  # the service's loader: ensembles included
     if temperature != 1.0:
         probs = probs ** (1.0 / temperature)
         probs /= probs.sum(axis=1, keepdims=True)
