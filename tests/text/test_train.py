@@ -120,6 +120,22 @@ def test_train_exports_a_loadable_model_and_resumes(
     assert "resumed from" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("freeze", [0, 1, 2])
+def test_split_forward_through_cached_lower_layers_matches_the_network(tiny_encoder: str, freeze: int) -> None:
+    """Frozen layers cached, the rest run from the cache: same logits as the whole network on a padded batch."""
+    import torch
+
+    torch.manual_seed(0)
+    network = build_network(tiny_encoder).eval()
+    input_ids, mask = train.collate([[101, 2000, 2001, 102], [101, 2003, 102], [101, 102]], pad_id=0)
+    with torch.no_grad():
+        expected = network(input_ids, mask)
+        hidden = train.lower_states(network.encoder, input_ids, mask, freeze)
+        split = train.upper_logits(network, hidden, mask, freeze)
+    assert mask[2].tolist() == [1, 1, 0, 0]  # padding is really present, so the mask matters
+    torch.testing.assert_close(split, expected, rtol=1e-4, atol=1e-5)
+
+
 def test_make_batches_groups_similar_lengths() -> None:
     lengths = [random.Random(i).randint(3, 60) for i in range(400)]
     batches = train.make_batches(lengths, 16, seed=1)

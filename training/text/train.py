@@ -120,14 +120,10 @@ def collate(ids: list[list[int]], pad_id: int) -> tuple[Any, Any]:
 
 def attention_mask_4d(bert: Any, hidden: Any, mask: Any) -> Any:
     """The mask in the form the encoder's attention implementation wants (as BertModel.forward builds it)."""
-    built, _ = bert._create_attention_masks(
-        attention_mask=mask,
-        encoder_attention_mask=None,
-        embedding_output=hidden,
-        encoder_hidden_states=None,
-        cache=None,
-    )
-    return built
+    from transformers.masking_utils import create_bidirectional_mask
+
+    # Positional on purpose: the embeddings' keyword was renamed within 5.x (input_embeds -> inputs_embeds).
+    return create_bidirectional_mask(bert.config, hidden, mask)
 
 
 def lower_states(bert: Any, input_ids: Any, mask: Any, layers: int) -> Any:
