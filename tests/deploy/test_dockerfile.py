@@ -66,10 +66,8 @@ def test_image_runs_as_non_root_with_a_readiness_healthcheck(service: str) -> No
 def test_builder_installs_only_the_services_extra(service: str) -> None:
     builder = parse().image(service, target="builder")
     runs = [step.command for step in builder.steps if isinstance(step, Run)]
-    assert any(
-        'extra_requirements.py "${SERVICE}" > requirements.txt' in r and "pip install -r requirements.txt" in r
-        for r in runs
-    )
+    install = "pip install -c constraints.txt -r requirements.txt"  # the extra's packages at the pinned versions
+    assert any('extra_requirements.py "${SERVICE}" > requirements.txt' in r and install in r for r in runs)
     assert any("pip install --no-deps ." in r for r in runs), "the project itself goes in without its other extras"
     assert not any(re.search(r"pip install [^&]*\.\[", r) for r in runs), "no second, wider extra install"
     assert builder.env["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
@@ -293,8 +291,29 @@ def test_scripts_run_under_the_image_python() -> None:
 def test_dependency_layer_comes_before_the_code() -> None:
     """A code change must not reinstall torch or TensorFlow: only pyproject feeds that layer."""
     steps = parse().image("text", target="builder").steps
-    install = next(i for i, s in enumerate(steps) if isinstance(s, Run) and "pip install -r" in s.command)
+    install = next(i for i, s in enumerate(steps) if isinstance(s, Run) and "-r requirements.txt" in s.command)
     before = {source for step in steps[:install] if isinstance(step, Copy) for source in step.sources}
-    assert before == {"pyproject.toml", "deploy/extra_requirements.py"}
+    assert before == {"pyproject.toml", "deploy/extra_requirements.py", "requirements/constraints.txt"}
     code = next(i for i, s in enumerate(steps) if isinstance(s, Copy) and "shared/" in s.sources)
     assert install < code
+
+
+def test_constraints_pin_every_dependency_within_pyproject_ranges() -> None:
+    """requirements/constraints.txt (make lock) pins each declared package to a version pyproject.toml allows."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    for line in (REPO / "requirements" / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"not an exact pin: {line!r}"
+            pins[canonicalize_name(name)] = version
+    own = canonicalize_name(PYPROJECT["project"]["name"])
+    for line in extra_requirements.requirements(PYPROJECT, "dev"):
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        if name == own:
+            continue
+        assert name in pins, f"{requirement.name} is not pinned: run make lock"
+        assert requirement.specifier.contains(pins[name], prereleases=True), f"{line} excludes the pin {pins[name]}"
