@@ -68,3 +68,25 @@ def test_serving_inputs_and_helpers() -> None:
     config = serving.haproxy_config(9000, [9001, 9002, 9003, 9004])
     assert config.count("server text") == 4 and "mode tcp" in config and "balance roundrobin" in config
     assert serving._shares([10, 10, 10], [20, 30, 40]) == [round(10 / 60, 3), round(20 / 60, 3), 0.5]
+
+
+def test_speech_finetune_cost_times_every_setup(tmp_path: Path) -> None:
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_finetune", ROOT / "bench" / "speech_finetune_cost.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "cost.json"
+    args = ["--threads", "1", "--batch", "2", "--frames", "4", "--repeats", "1", "--windows", "600", "--json", str(out)]
+    assert bench.main(args) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [r["setup"] for r in results] == [
+        "all six blocks",
+        "top 2 block(s), lower blocks run each step",
+        "top 2 block(s), lower blocks cached once",
+        "top 1 block(s), lower blocks cached once",
+    ]
+    for r in results:
+        assert r["ms_per_window"] > 0
+        assert abs(r["minutes_per_epoch"] - r["ms_per_window"] * 600 / 60_000) <= 0.06  # both rounded to 0.1
