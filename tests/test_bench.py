@@ -12,11 +12,18 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_fusion_bench_reports_every_figure() -> None:
-    spec = importlib.util.spec_from_file_location("bench_run_all", ROOT / "bench" / "run_all.py")
+def _bench(name: str):
+    """Import ``bench/<name>.py`` (the scripts are run, not installed) as the module ``bench_<name>``."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
     assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fusion_bench_reports_every_figure() -> None:
+    bench = _bench("run_all")
     result = bench.bench_one("fusion", ROOT / "no-data-needed", n=8, seed=0)
     assert set(result) == {
         "load_and_first_s",
@@ -31,17 +38,8 @@ def test_fusion_bench_reports_every_figure() -> None:
     assert result["batch_items_per_s"] > 0 and result["peak_rss_mb"] > 0
 
 
-def _serving():
-    spec = importlib.util.spec_from_file_location("bench_serving", ROOT / "bench" / "serving.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 async def test_serving_load_generator_counts_latencies_and_errors() -> None:
-    serving = _serving()
+    serving = _bench("serving")
     seen: list[str] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
@@ -61,7 +59,7 @@ async def test_serving_load_generator_counts_latencies_and_errors() -> None:
 
 
 def test_serving_inputs_and_helpers() -> None:
-    serving = _serving()
+    serving = _bench("serving")
     with wave.open(io.BytesIO(serving.voice_wav(1.0)), "rb") as clip:
         assert clip.getframerate() == 16000 and clip.getnframes() == 16000
     assert serving.face_jpeg(1)[:2] == b"\xff\xd8"
@@ -73,10 +71,7 @@ def test_serving_inputs_and_helpers() -> None:
 def test_speech_finetune_cost_times_every_setup(tmp_path: Path) -> None:
     import json
 
-    spec = importlib.util.spec_from_file_location("bench_finetune", ROOT / "bench" / "speech_finetune_cost.py")
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench("speech_finetune_cost")
     out = tmp_path / "cost.json"
     args = ["--threads", "1", "--batch", "2", "--frames", "4", "--repeats", "1", "--windows", "600", "--json", str(out)]
     assert bench.main(args) == 0
