@@ -31,7 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.serving import TEXTS, Fleet, gateway_env, gateway_token, load  # noqa: E402
+from bench.serving import Fleet, gateway_env, gateway_token, load, text_request  # noqa: E402
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 STUB_BODY = json.dumps(
@@ -62,8 +62,9 @@ async def stub_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _text(client: httpx.AsyncClient, i: int) -> Any:
-    return client.post("/api/predict/text", json={"text": TEXTS[i % len(TEXTS)]})
+#: The requests (runs of a given count: these always go through httpx, see ``bench.serving.load``).
+TEXT = text_request("/api/predict/text")
+TEXT_STUB = text_request("/predict")
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,21 +79,17 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         fleet.wait_ready(["gateway"])
         _wait_stub(args.port + 2)
         headers = {"Authorization": f"Bearer {gateway_token(gateway.url)}"}
-        await load(gateway.url, _text, concurrency=4, total=50, headers=headers)  # warm-up
-        stub_c1 = (await load(f"http://127.0.0.1:{args.port + 2}", _text_stub, concurrency=1, total=200)).summary()
+        await load(gateway.url, TEXT, concurrency=4, total=50, headers=headers)  # warm-up
+        stub_c1 = (await load(f"http://127.0.0.1:{args.port + 2}", TEXT_STUB, concurrency=1, total=200)).summary()
         out: dict[str, Any] = {"stub_c1": stub_c1}
         for concurrency in (1, 32):
             before = gateway.cpu_s()
-            run = await load(gateway.url, _text, concurrency=concurrency, total=args.requests, headers=headers)
+            run = await load(gateway.url, TEXT, concurrency=concurrency, total=args.requests, headers=headers)
             spent = gateway.cpu_s() - before
             out[f"c{concurrency}"] = run.summary() | {"cpu_ms_per_item": round(1000 * spent / max(1, run.requests), 2)}
         return out
     finally:
         fleet.stop_all()
-
-
-def _text_stub(client: httpx.AsyncClient, i: int) -> Any:
-    return client.post("/predict", json={"text": TEXTS[i % len(TEXTS)]})
 
 
 def _start_stub(port: int, workdir: Path) -> Any:
@@ -140,12 +137,12 @@ async def profile(args: argparse.Namespace) -> None:
             token = (await client.post("/api/login", data={"username": "bench", "password": user["password"]})).json()
             client.headers["Authorization"] = f"Bearer {token['access_token']}"
             for i in range(50):
-                assert (await _text(client, i)).status_code == 200
+                assert (await TEXT.send(client, i)).status_code == 200
             start = time.process_time()
             profiler = cProfile.Profile()
             profiler.enable()
             for i in range(args.requests):
-                await _text(client, i)
+                await TEXT.send(client, i)
             profiler.disable()
             spent = time.process_time() - start
     print(f"in process: {1000 * spent / args.requests:.2f} CPU ms per request (client included, profiled)")

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import wave
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,9 +64,6 @@ TEXTS = [
     "We lost the match in the last minute after leading the whole game, and nobody said a word on the bus home.",
     "Thanks for the update.",
 ]
-
-Request = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
-
 
 # --------------------------------------------------------------------------- inputs
 
@@ -209,37 +206,135 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
 # --------------------------------------------------------------------------- load
 
 
+@dataclass(frozen=True)
+class Call:
+    """One kind of request: POST ``path`` with one of ``bodies`` (``(content, content type)``, cycled).
+
+    The bodies are encoded once, up front, so no load generator spends time building them.
+    """
+
+    path: str
+    bodies: tuple[tuple[bytes, str], ...]
+    #: Items each request carries (a ``/predict/batch`` call counts its batch).
+    items: int = 1
+
+    def send(self, client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
+        content, content_type = self.bodies[i % len(self.bodies)]
+        return client.post(self.path, content=content, headers={"Content-Type": content_type})
+
+
+Files = list[tuple[str, tuple[str, bytes, str]]]
+
+
+def json_call(path: str, bodies: list[Any], items: int = 1) -> Call:
+    return Call(path, tuple((json.dumps(body).encode(), "application/json") for body in bodies), items)
+
+
+def multipart_call(path: str, forms: list[tuple[dict[str, str], Files]], items: int = 1) -> Call:
+    """A call whose bodies are multipart forms (``(fields, files)`` each), encoded by httpx."""
+    bodies = []
+    for data, files in forms:
+        request = httpx.Request("POST", "http://bench" + path, data=data or None, files=files)
+        bodies.append((request.read(), request.headers["content-type"]))
+    return Call(path, tuple(bodies), items)
+
+
+def text_request(path: str = "/predict") -> Call:
+    return json_call(path, [{"text": text} for text in TEXTS])
+
+
+def text_batch_request(size: int) -> Call:
+    bodies = [{"texts": [TEXTS[(i + k) % len(TEXTS)] for k in range(size)]} for i in range(len(TEXTS))]
+    return json_call("/predict/batch", bodies, items=size)
+
+
+def file_request(field_name: str, payloads: list[bytes], path: str = "/predict", size: int = 1) -> Call:
+    media_type = {"image": "image/jpeg", "audio": "audio/wav"}[field_name]
+    forms: list[tuple[dict[str, str], Files]] = [
+        ({}, [(field_name, (f"f{k}", payloads[(i + k) % len(payloads)], media_type)) for k in range(size)])
+        for i in range(len(payloads))
+    ]
+    return multipart_call(path, forms, items=size)
+
+
+def fusion_request() -> Call:
+    return json_call("/fuse", [fusion_body(i) for i in range(16)])
+
+
 @dataclass
 class LoadResult:
     requests: int
     items: int
     errors: int
     seconds: float
-    latencies_ms: list[float]
+    p50_ms: float
+    p95_ms: float
+
+    @classmethod
+    def from_latencies(
+        cls, requests: int, items: int, errors: int, seconds: float, latencies_ms: list[float]
+    ) -> LoadResult:
+        ordered = sorted(latencies_ms) or [float("nan")]
+        p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        return cls(requests, items, errors, seconds, statistics.median(ordered), p95)
 
     def summary(self) -> dict[str, float]:
-        ordered = sorted(self.latencies_ms) or [float("nan")]
         return {
             "requests": self.requests,
             "errors": self.errors,
             "items_per_s": round(self.items / self.seconds, 2),
-            "p50_ms": round(statistics.median(ordered), 2),
-            "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 2),
+            "p50_ms": round(self.p50_ms, 2),
+            "p95_ms": round(self.p95_ms, 2),
         }
+
+
+def load_generator() -> str:
+    """``wrk`` when installed (a C load generator: it leaves the 2 cores to the services), else ``httpx``."""
+    choice = os.environ.get("BENCH_LOAD_GENERATOR") or ("wrk" if shutil.which("wrk") else "httpx")
+    if choice not in ("wrk", "httpx"):
+        raise ValueError(f"BENCH_LOAD_GENERATOR must be wrk or httpx, not {choice!r}")
+    return choice
 
 
 async def load(
     base_url: str,
-    request: Request,
+    call: Call,
     *,
     concurrency: int,
     duration_s: float | None = None,
     total: int | None = None,
-    items_per_request: int = 1,
     headers: dict[str, str] | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> LoadResult:
-    """A closed loop: ``concurrency`` workers send requests back to back for ``duration_s`` (or ``total``)."""
+    """A closed loop: ``concurrency`` clients send requests back to back for ``duration_s`` (or ``total``).
+
+    Timed runs go through :func:`wrk_load` when :func:`load_generator` says ``wrk``; a run of
+    ``total`` requests (warm-ups, the RSS run) always uses httpx (wrk only runs for a time).
+    """
+    if total is None and duration_s is not None and transport is None and load_generator() == "wrk":
+        return await wrk_load(base_url, call, concurrency=concurrency, duration_s=duration_s, headers=headers)
+    return await httpx_load(
+        base_url,
+        call,
+        concurrency=concurrency,
+        duration_s=duration_s,
+        total=total,
+        headers=headers,
+        transport=transport,
+    )
+
+
+async def httpx_load(
+    base_url: str,
+    call: Call,
+    *,
+    concurrency: int,
+    duration_s: float | None = None,
+    total: int | None = None,
+    headers: dict[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> LoadResult:
+    """The load loop in Python (httpx): it costs about as much CPU per request as a small service."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     errors = 0
@@ -257,7 +352,7 @@ async def load(
                 sent += 1
                 t0 = time.perf_counter()
                 try:
-                    response = await request(client, index)
+                    response = await call.send(client, index)
                     ok = response.status_code == 200
                 except httpx.HTTPError:
                     ok = False
@@ -268,7 +363,79 @@ async def load(
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - start
-    return LoadResult(sent, len(latencies) * items_per_request, errors, seconds, latencies)
+    return LoadResult.from_latencies(sent, len(latencies) * call.items, errors, seconds, latencies)
+
+
+#: wrk's script: format every request once, send them in turn, print the figures as JSON at the end.
+WRK_SCRIPT = """
+local formatted = {}
+init = function(args)
+  for i, item in ipairs(ITEMS) do
+    local f = assert(io.open(item[1], "rb"))
+    local h = {}
+    for name, value in pairs(HEADERS) do h[name] = value end
+    h["Content-Type"] = item[2]
+    formatted[i] = wrk.format("POST", PATH, h, f:read("*all"))
+    f:close()
+  end
+end
+local n = 0
+request = function()
+  n = n + 1
+  return formatted[(n % #formatted) + 1]
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_RESULT {"requests": %d, "duration_us": %d, "status_errors": %d, "other_errors": %d, '
+    .. '"p50_us": %d, "p95_us": %d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(95)))
+end
+"""
+
+
+def _lua_string(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid Lua string literal for these ASCII values
+
+
+async def wrk_load(
+    base_url: str, call: Call, *, concurrency: int, duration_s: float, headers: dict[str, str] | None = None
+) -> LoadResult:
+    """The same closed loop driven by wrk (one thread, ``concurrency`` keep-alive connections).
+
+    Its latency percentiles are over every answered request; any non-2xx answer, refused or
+    timed-out request counts as an error (and its items are not counted).
+    """
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed (apt-get install -y wrk), or set BENCH_LOAD_GENERATOR=httpx")
+    with tempfile.TemporaryDirectory(prefix="wrk-") as tmp:
+        items = []
+        for k, (content, content_type) in enumerate(call.bodies):
+            path = Path(tmp) / f"body{k}"
+            path.write_bytes(content)
+            items.append(f"{{{_lua_string(str(path))}, {_lua_string(content_type)}}}")
+        header_table = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in (headers or HEADERS).items())
+        script = Path(tmp) / "load.lua"
+        script.write_text(
+            f"ITEMS = {{{', '.join(items)}}}\nHEADERS = {{{header_table}}}\nPATH = {_lua_string(call.path)}\n"
+            + WRK_SCRIPT
+        )
+        command = [wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s", "--timeout", "120s"]
+        process = await asyncio.create_subprocess_exec(
+            *command, "-s", str(script), base_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        output = (await process.communicate())[0].decode(errors="replace")
+    line = next((x for x in output.splitlines() if x.startswith("WRK_RESULT ")), None)
+    if process.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed ({process.returncode}):\n{output[-2000:]}")
+    r = json.loads(line.removeprefix("WRK_RESULT "))
+    errors = r["status_errors"] + r["other_errors"]
+    ok = max(0, r["requests"] - r["status_errors"])
+    return LoadResult(
+        r["requests"], ok * call.items, errors, r["duration_us"] / 1e6, r["p50_us"] / 1000, r["p95_us"] / 1000
+    )
 
 
 async def measured(service: Service, run: Awaitable[LoadResult]) -> dict[str, float]:
@@ -277,24 +444,6 @@ async def measured(service: Service, run: Awaitable[LoadResult]) -> dict[str, fl
     result = await run
     spent = service.cpu_s() - before
     return result.summary() | {"cpu_ms_per_item": round(1000 * spent / max(1, result.items), 2)}
-
-
-def text_request(path: str = "/predict") -> Request:
-    return lambda client, i: client.post(path, json={"text": TEXTS[i % len(TEXTS)]})
-
-
-def text_batch_request(size: int) -> Request:
-    return lambda client, i: client.post(
-        "/predict/batch", json={"texts": [TEXTS[(i + k) % len(TEXTS)] for k in range(size)]}
-    )
-
-
-def file_request(field_name: str, payloads: list[bytes], path: str = "/predict", size: int = 1) -> Request:
-    def send(client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
-        files = [(field_name, (f"f{k}", payloads[(i + k) % len(payloads)])) for k in range(size)]
-        return client.post(path, files=files)
-
-    return send
 
 
 def replica_counts(urls: list[str]) -> list[float]:
@@ -322,13 +471,13 @@ async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, 
     d = args.duration
     faces = [face_jpeg(i) for i in range(8)]
     clips = [voice_wav(3.0, seed=i) for i in range(4)]
-    plans: dict[str, tuple[Request, Request | None, int]] = {
-        "text": (text_request(), text_batch_request(32), 32),
-        "image": (file_request("image", faces), file_request("image", faces, "/predict/batch", 16), 16),
-        "speech": (file_request("audio", clips), file_request("audio", clips, "/predict/batch", 8), 8),
-        "fusion": (lambda c, i: c.post("/fuse", json=fusion_body(i)), None, 1),
+    plans: dict[str, tuple[Call, Call | None]] = {
+        "text": (text_request(), text_batch_request(32)),
+        "image": (file_request("image", faces), file_request("image", faces, "/predict/batch", 16)),
+        "speech": (file_request("audio", clips), file_request("audio", clips, "/predict/batch", 8)),
+        "fusion": (fusion_request(), None),
     }
-    for name, (single, batch, size) in plans.items():
+    for name, (single, batch) in plans.items():
         if name not in fleet.services:
             continue
         service = fleet.services[name]
@@ -339,9 +488,9 @@ async def bench_services(fleet: Fleet, args: argparse.Namespace, out: dict[str, 
             "c32": await measured(service, load(url, single, concurrency=32, duration_s=d)),
         }
         if batch is not None:
-            result["batch"] = await measured(
-                service, load(url, batch, concurrency=1, duration_s=d, items_per_request=size)
-            ) | {"batch_size": size}
+            result["batch"] = await measured(service, load(url, batch, concurrency=1, duration_s=d)) | {
+                "batch_size": batch.items
+            }
         result["c32_over_c1"] = round(result["c32"]["items_per_s"] / result["c1"]["items_per_s"], 2)
         out["services"][name] = result
         print(f"  {name}: {json.dumps(result)}", flush=True)
@@ -404,11 +553,11 @@ async def bench_gateway(fleet: Fleet, args: argparse.Namespace, out: dict[str, A
         "text_c32_throughput_over_service": round(c32["items_per_s"] / services["text"]["c32"]["items_per_s"], 2),
     }
     if {"image", "speech", "fusion"} <= set(fleet.services):  # the gateway-only mode (--only text,gateway) skips it
-        face, clip = face_jpeg(0), voice_wav(3.0)
-
-        def multimodal(client: httpx.AsyncClient, i: int) -> Awaitable[httpx.Response]:
-            files = {"image": ("face.jpg", face, "image/jpeg"), "audio": ("clip.wav", clip, "audio/wav")}
-            return client.post("/api/predict/multimodal", data={"text": TEXTS[i % len(TEXTS)]}, files=files)
+        files: Files = [
+            ("image", ("face.jpg", face_jpeg(0), "image/jpeg")),
+            ("audio", ("clip.wav", voice_wav(3.0), "audio/wav")),
+        ]
+        multimodal = multipart_call("/api/predict/multimodal", [({"text": text}, files) for text in TEXTS])
 
         await load(url, multimodal, concurrency=1, total=2, headers=headers)
         multi = (await load(url, multimodal, concurrency=1, duration_s=d, headers=headers)).summary()
@@ -424,7 +573,7 @@ async def bench_gateway(fleet: Fleet, args: argparse.Namespace, out: dict[str, A
 
 async def bench_rss(fleet: Fleet, args: argparse.Namespace, out: dict[str, Any]) -> None:
     """RSS after warm-up and after ``--rss-requests`` requests (or ``--rss-seconds``, whichever comes first)."""
-    requests: dict[str, Request] = {"text": text_request(), "fusion": lambda c, i: c.post("/fuse", json=fusion_body(i))}
+    requests = {"text": text_request(), "fusion": fusion_request()}
     out["rss"] = {}
     for name, request in requests.items():
         if name not in fleet.services:

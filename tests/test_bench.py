@@ -3,11 +3,18 @@
 import asyncio
 import importlib.util
 import io
+import json
+import shutil
+import socket
 import sys
+import threading
+import time
 import wave
 from pathlib import Path
 
 import httpx
+import pytest
+import uvicorn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +55,7 @@ async def test_serving_load_generator_counts_latencies_and_errors() -> None:
         await asyncio.sleep(0.002)
         return httpx.Response(503 if number % 5 == 0 else 200, json={})
 
-    run = await serving.load(
+    run = await serving.httpx_load(
         "http://svc", serving.text_request(), concurrency=4, total=20, transport=httpx.MockTransport(handler)
     )
     summary = run.summary()
@@ -56,6 +63,76 @@ async def test_serving_load_generator_counts_latencies_and_errors() -> None:
     assert summary["p95_ms"] >= summary["p50_ms"] >= 2
     assert summary["items_per_s"] > 0
     assert set(seen) == {serving.TOKEN}  # the services' internal token is sent
+
+
+class _CountingServer:
+    """A real HTTP server on loopback (uvicorn in a thread) that answers every fifth request 503."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bytes, bytes]] = []
+        self.bodies: set[bytes] = set()
+        self.refused = 0
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", interface="asgi3"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    async def app(self, scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        headers = dict(scope["headers"])
+        self.seen.append((scope["path"], headers.get(b"x-internal-token", b""), headers.get(b"content-type", b"")))
+        self.bodies.add(body)
+        status = 503 if len(self.seen) % 5 == 0 else 200
+        self.refused += status == 503
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    def __enter__(self) -> "_CountingServer":
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+async def test_wrk_load_sends_every_body_and_counts_errors_and_items() -> None:
+    serving = _bench("serving")
+    call = serving.json_call("/predict/batch", [{"texts": ["a", "b"]}, {"texts": ["c", "d"]}], items=2)
+    with _CountingServer() as server:
+        run = await serving.wrk_load(f"http://127.0.0.1:{server.port}", call, concurrency=2, duration_s=1)
+    # wrk counts the answers it read within the second: all but at most the 2 still in flight.
+    assert len(server.seen) >= 10 and 0 <= len(server.seen) - run.requests <= 2
+    assert 0 <= server.refused - run.errors <= 2 and run.errors >= 1
+    assert run.items == 2 * (run.requests - run.errors)
+    assert run.p95_ms >= run.p50_ms > 0 and 0.9 <= run.seconds <= 3
+    assert {(path, token, kind) for path, token, kind in server.seen} == {
+        ("/predict/batch", serving.TOKEN.encode(), b"application/json")
+    }
+    assert server.bodies == {json.dumps(b).encode() for b in ({"texts": ["a", "b"]}, {"texts": ["c", "d"]})}
+
+
+def test_multipart_calls_are_encoded_once_with_their_boundary() -> None:
+    serving = _bench("serving")
+    call = serving.file_request("image", [b"one", b"two"], "/predict/batch", size=2)
+    assert call.items == 2 and len(call.bodies) == 2
+    for content, content_type in call.bodies:
+        boundary = content_type.split("boundary=")[1].encode()
+        assert content_type.startswith("multipart/form-data") and content.count(boundary) == 3
+        assert content.count(b'name="image"') == 2 and b"Content-Type: image/jpeg" in content
 
 
 def test_serving_inputs_and_helpers() -> None:
