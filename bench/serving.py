@@ -16,6 +16,12 @@ One run measures, and prints and writes as JSON:
 
 Inputs are synthetic (sentences, drawn faces, a voiced tone), so no data folder is needed.
 
+The timed runs are driven by ``wrk`` (Debian's C load generator: ``apt-get install -y wrk``) when it
+is installed, else by an httpx loop in this process (``BENCH_LOAD_GENERATOR=wrk|httpx`` chooses). On two
+cores the choice matters: the httpx loop costs about as much CPU per request as a small service, so
+it took a core from the services it measured. Runs of a given number of requests (warm-ups, the RSS
+runs) use httpx either way. The JSON says which generator ran.
+
     python bench/serving.py [--duration 5] [--rss-requests 10000] [--rss-seconds 90] [--json bench/results/serving.json]
 
 Parts of it: ``--only text,gateway --rss-requests 0`` measures the gateway against the text service
@@ -426,7 +432,12 @@ async def wrk_load(
         process = await asyncio.create_subprocess_exec(
             *command, "-s", str(script), base_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
-        output = (await process.communicate())[0].decode(errors="replace")
+        try:
+            output = (await process.communicate())[0].decode(errors="replace")
+        except asyncio.CancelledError:  # a run stopped early (the scale-out's background load)
+            process.kill()
+            await process.wait()
+            raise
     line = next((x for x in output.splitlines() if x.startswith("WRK_RESULT ")), None)
     if process.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({process.returncode}):\n{output[-2000:]}")
@@ -700,7 +711,10 @@ async def bench_scale_out(fleet: Fleet, args: argparse.Namespace, out: dict[str,
 
 
 def print_table(out: dict[str, Any]) -> None:
-    print(f"\nServing benchmark, {os.cpu_count()} CPUs, INFERENCE_THREADS={out['inference_threads']}")
+    print(
+        f"\nServing benchmark, {os.cpu_count()} CPUs, INFERENCE_THREADS={out['inference_threads']}, "
+        f"load generator {out['load_generator']}"
+    )
     print(
         f"{'service':<12}{'c1 it/s':>9}{'c1 p50':>8}{'c1 p95':>8}{'c32 it/s':>10}{'c32 p50':>9}{'c32 p95':>9}", end=""
     )
@@ -750,6 +764,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     only = set(args.only.split(","))
     out: dict[str, Any] = {
         "inference_threads": os.environ.get("INFERENCE_THREADS", "2"),
+        "load_generator": load_generator(),
         "cpus": os.cpu_count(),
         "duration_s": args.duration,
         "load_average_at_start": [round(x, 1) for x in os.getloadavg()],

@@ -125,6 +125,21 @@ async def test_wrk_load_sends_every_body_and_counts_errors_and_items() -> None:
     assert server.bodies == {json.dumps(b).encode() for b in ({"texts": ["a", "b"]}, {"texts": ["c", "d"]})}
 
 
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
+async def test_a_cancelled_wrk_run_stops_sending() -> None:
+    serving = _bench("serving")
+    with _CountingServer() as server:
+        url = f"http://127.0.0.1:{server.port}"
+        run = asyncio.create_task(serving.wrk_load(url, serving.text_request(), concurrency=2, duration_s=60))
+        await asyncio.sleep(1.0)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        stopped_at = len(server.seen)
+        await asyncio.sleep(0.5)
+        assert stopped_at > 0 and len(server.seen) == stopped_at  # wrk was killed, not left running for 60 s
+
+
 def test_multipart_calls_are_encoded_once_with_their_boundary() -> None:
     serving = _bench("serving")
     call = serving.file_request("image", [b"one", b"two"], "/predict/batch", size=2)
