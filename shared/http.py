@@ -1,6 +1,7 @@
 """The one way services make outgoing HTTP calls: a shared client that forwards the request id."""
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -72,9 +73,15 @@ class CountedConnection(httpcore.AsyncConnectionInterface):
         return self._connection.is_closed()
 
 
-def bounded_transport(limits: httpx.Limits, *, max_requests: int | None) -> httpx.AsyncHTTPTransport:
-    """httpx's pooled transport whose connections each carry at most ``max_requests`` requests (None: no bound)."""
-    transport = httpx.AsyncHTTPTransport(limits=limits)
+def bounded_transport(
+    limits: httpx.Limits, *, max_requests: int | None, verify: ssl.SSLContext | None = None
+) -> httpx.AsyncHTTPTransport:
+    """httpx's pooled transport whose connections each carry at most ``max_requests`` requests (None: no bound).
+
+    ``verify``: a TLS context to share; without one httpx builds its own, loading the CA bundle
+    (tens of milliseconds of CPU), which a pool renewed every few seconds should not repeat.
+    """
+    transport = httpx.AsyncHTTPTransport(limits=limits, verify=verify if verify is not None else True)
     if max_requests is not None:
         pool = transport._pool  # httpcore's pool creates every connection through create_connection()
         create = pool.create_connection
@@ -185,9 +192,10 @@ def make_client(
     token = internal_token.get_secret_value() if isinstance(internal_token, SecretStr) else internal_token
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 2)
     if transport is None:
+        tls = httpx.create_ssl_context()  # what httpx would otherwise build again for every new pool
 
         def pool() -> httpx.AsyncHTTPTransport:
-            return bounded_transport(limits, max_requests=max_requests_per_connection)
+            return bounded_transport(limits, max_requests=max_requests_per_connection, verify=tls)
 
         transport = pool() if max_connection_age_s is None else RecyclingTransport(pool, max_age_s=max_connection_age_s)
     return httpx.AsyncClient(

@@ -1,6 +1,7 @@
 """Pooled connections are recycled and carry a bounded number of requests: replicas behind a Service share the load."""
 
 import asyncio
+import ssl
 
 import httpcore
 import httpx
@@ -63,6 +64,16 @@ def test_make_client_recycles_by_default_but_not_a_given_transport() -> None:
     mock = httpx.MockTransport(lambda _request: httpx.Response(204))
     assert make_client(timeout=1.0, transport=mock)._transport is mock
     assert not isinstance(make_client(timeout=1.0, max_connection_age_s=None)._transport, RecyclingTransport)
+
+
+def test_renewed_pools_reuse_one_tls_context() -> None:
+    # Building a context loads the CA bundle (tens of ms of CPU): a pool renewed every 10 s must not repeat it.
+    transport = make_client(timeout=1.0)._transport
+    assert isinstance(transport, RecyclingTransport)
+    pools = [transport._current, transport._factory(), transport._factory()]
+    contexts = {id(pool._pool._ssl_context) for pool in pools}  # type: ignore[attr-defined]
+    assert len(contexts) == 1
+    assert pools[0]._pool._ssl_context.verify_mode == ssl.CERT_REQUIRED  # type: ignore[attr-defined]  # still verifies
 
 
 class FakeConnection(httpcore.AsyncConnectionInterface):
