@@ -74,7 +74,7 @@ train-speech: $(STAMP) ## Train the speech model (see services/speech/MODEL_CARD
 train-fusion: $(STAMP) ## Train the fusion forest (see services/fusion/MODEL_CARD.md)
 	$(PY) -m training.fusion.train --data $(DATA)
 
-bench: $(STAMP) ## Serving benchmark: services as processes on loopback (bench/serving.py; needs haproxy for scale-out)
+bench: $(STAMP) ## Serving benchmark: services as processes on loopback (bench/serving.py; apt-get install -y wrk haproxy)
 	$(PY) bench/serving.py
 
 bench-models: $(STAMP) ## In-process model benchmark on validation data (bench/run_all.py)

@@ -4,9 +4,10 @@ The services export on their first start anyway (``shared/onnx_runtime.py``); th
 fills the same cache beforehand, so a container starts without PyTorch export work and can run
 with a read-only file system (point ``ONNX_CACHE_DIR`` at the folder)::
 
-    python -m training.export_onnx --out /opt/onnx-cache [--runtime onnx] [--only text,image,fusion]
+    python -m training.export_onnx --out /opt/onnx-cache [--runtime onnx|onnx-int8] [--only text,image,fusion]
 
-The models come from the same settings as the services (``MODEL_DIR``, ``MODEL_KIND``, ...).
+The models and runtimes come from the same settings as the services (``MODEL_DIR``, ``MODEL_KIND``,
+``INFERENCE_RUNTIME``, fp32 ``onnx`` by default), unless ``--runtime`` names one for all.
 """
 
 import argparse
@@ -14,20 +15,25 @@ import time
 from pathlib import Path
 
 
-def export(modality: str, out: Path, runtime: str) -> Path:
-    """Load ``modality``'s model with ``runtime`` into the cache ``out``; return the file it wrote or reused."""
+def export(modality: str, out: Path, runtime: str | None = None) -> Path:
+    """Load ``modality``'s model with ``runtime`` (default: the service's) into the cache ``out``.
+
+    Returns the file it wrote or reused.
+    """
     before = set(out.glob("*.onnx"))
     if modality == "text":
         from services.text.model import load as load_text
         from services.text.settings import Settings as TextSettings
 
         text = TextSettings()
+        runtime = runtime or text.inference_runtime
         load_text(text.model_path, threads=text.inference_threads, runtime=runtime, cache_dir=out)
     elif modality == "image":
         from services.image.model import load as load_image
         from services.image.settings import Settings as ImageSettings
 
         image = ImageSettings()
+        runtime = runtime or image.inference_runtime
         load_image(image.model_dir, threads=image.inference_threads, runtime=runtime, cache_dir=out)
     elif modality == "fusion":
         from services.fusion.app import load as load_fusion
@@ -46,7 +52,9 @@ def export(modality: str, out: Path, runtime: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="the ONNX cache folder (ONNX_CACHE_DIR)")
-    parser.add_argument("--runtime", default="onnx", choices=["onnx", "onnx-int8"])
+    parser.add_argument(
+        "--runtime", choices=["onnx", "onnx-int8"], help="the same for every model (default: each service's own)"
+    )
     parser.add_argument("--only", default="text,image,fusion")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,8 @@ HEAD_FILE = "head.safetensors"
 KERAS_FILE = "model.keras"
 VOCAB_FILE = "vocab.json"
 PREDICT_BATCH_SIZE = 32
+#: ONNX node-name parts of the layers ``onnx-int8`` keeps in float32 (the first transformer layer).
+INT8_KEEP_FP32 = ("/encoder/layer.0/",)
 #: Config key of the base encoder's fingerprint: the sha256 of every file in its folder.
 ENCODER_FILES_KEY = "encoder_files"
 
@@ -311,7 +313,11 @@ class MiniLMEmotionModel:
             data = onnx_runtime.export_bytes(
                 torch_model.network, (ids, mask), input_names=["input_ids", "attention_mask"], dynamic_axes=axes
             )
-            return onnx_runtime.quantize_int8(data) if runtime == "onnx-int8" else data
+            if runtime != "onnx-int8":
+                return data
+            # The first transformer layer stays float32: quantized with the rest, it cost 0.56 accuracy
+            # points on ISEAR's validation set; kept, no set loses more than 0.1 (MODEL_CARD.md).
+            return onnx_runtime.quantize_int8(data, keep_fp32=INT8_KEEP_FP32)
 
         verify_encoder(str(config["encoder"]), config.get(ENCODER_FILES_KEY))
         try:

@@ -1,6 +1,9 @@
-"""The onnxruntime serving path gives the PyTorch model's answers (same top label, same probabilities)."""
+"""The onnxruntime serving paths give the PyTorch model's answers (fp32: same probabilities; int8: same top label)."""
+
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from services.text.model import ArtifactError, MiniLMEmotionModel, TextModel, length_chunks, load
@@ -35,6 +38,31 @@ def test_onnx_matches_pytorch_on_the_fixture_set(minilm: TextModel, onnx_model: 
     np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
     np.testing.assert_allclose(got, expected, atol=1e-4)
     assert onnx_model.truncated(FIXTURE_TEXTS) == minilm.truncated(FIXTURE_TEXTS)
+
+
+@pytest.fixture(scope="module")
+def int8_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-int8")
+
+
+@pytest.fixture(scope="module")
+def int8_model(minilm: TextModel, int8_cache: Path) -> TextModel:
+    return load(ARTIFACTS_DIR / "minilm", runtime="onnx-int8", threads=1, cache_dir=int8_cache)
+
+
+def test_int8_gives_the_pytorch_top_label_on_the_fixture_set(minilm: TextModel, int8_model: TextModel) -> None:
+    expected, got = minilm.predict(FIXTURE_TEXTS), int8_model.predict(FIXTURE_TEXTS)
+    np.testing.assert_array_equal(got.argmax(axis=1), expected.argmax(axis=1))
+    assert np.abs(got - expected).max() < 0.1  # quantized weights move the probabilities (0.08 at most here)
+
+
+def test_int8_quantizes_every_layer_but_the_first(int8_model: TextModel, int8_cache: Path) -> None:
+    (path,) = int8_cache.glob("text-minilm-onnx-int8-*.onnx")
+    nodes = onnx.load(str(path)).graph.node
+    first = [n.op_type for n in nodes if "/encoder/layer.0/" in n.name and n.op_type.startswith("MatMul")]
+    later = [n.op_type for n in nodes if "/encoder/layer.5/" in n.name and n.op_type.startswith("MatMul")]
+    assert first.count("MatMul") == 8 and "MatMulInteger" not in first  # q, k, v, 2 attention, out, ffn x2
+    assert later.count("MatMulInteger") == 6  # the six weight matrices; the two attention products stay float
 
 
 def test_padding_to_the_batch_does_not_change_an_answer(onnx_model: TextModel) -> None:

@@ -8,6 +8,8 @@ from services.fusion.app import load as load_fusion
 from services.fusion.settings import Settings as FusionSettings
 from services.image import model as face_model
 from services.image.settings import ARTIFACT_DIR
+from services.text import model as text_model
+from services.text.settings import Settings as TextSettings
 from training import export_onnx
 
 
@@ -18,6 +20,17 @@ def test_export_fills_the_cache_the_service_then_reuses(tmp_path: Path, capsys: 
     stamp = written.stat().st_mtime_ns
     model = face_model.load(ARTIFACT_DIR, runtime="onnx", cache_dir=tmp_path)
     assert model.session is not None and written.stat().st_mtime_ns == stamp  # reused, not re-exported
+
+
+def test_the_text_export_is_the_runtime_the_service_is_set_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INFERENCE_RUNTIME", "onnx-int8")  # not the default: the exporter must follow the setting
+    assert export_onnx.main(["--out", str(tmp_path), "--only", "text"]) == 0
+    (written,) = tmp_path.glob("text-minilm-*.onnx")
+    assert written.name.startswith("text-minilm-onnx-int8-")
+    stamp = written.stat().st_mtime_ns
+    settings = TextSettings()
+    model = text_model.load(settings.model_path, runtime=settings.inference_runtime, cache_dir=tmp_path)
+    assert getattr(model, "session", None) is not None and written.stat().st_mtime_ns == stamp  # reused
 
 
 def test_the_fusion_forest_export_is_what_the_service_then_loads(
