@@ -314,33 +314,13 @@ async def load(
 ) -> LoadResult:
     """A closed loop: ``concurrency`` clients send requests back to back for ``duration_s`` (or ``total``).
 
-    Timed runs go through :func:`wrk_load` when :func:`load_generator` says ``wrk``; a run of
-    ``total`` requests (warm-ups, the RSS run) always uses httpx (wrk only runs for a time).
+    Timed runs go through :func:`wrk_load` when :func:`load_generator` says ``wrk``. The loop
+    below, in Python (httpx), runs the others: runs of ``total`` requests (warm-ups, the RSS run;
+    wrk only runs for a time) and runs through a given ``transport`` (tests). It costs about as
+    much CPU per request as a small service.
     """
     if total is None and duration_s is not None and transport is None and load_generator() == "wrk":
         return await wrk_load(base_url, call, concurrency=concurrency, duration_s=duration_s, headers=headers)
-    return await httpx_load(
-        base_url,
-        call,
-        concurrency=concurrency,
-        duration_s=duration_s,
-        total=total,
-        headers=headers,
-        transport=transport,
-    )
-
-
-async def httpx_load(
-    base_url: str,
-    call: Call,
-    *,
-    concurrency: int,
-    duration_s: float | None = None,
-    total: int | None = None,
-    headers: dict[str, str] | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> LoadResult:
-    """The load loop in Python (httpx): it costs about as much CPU per request as a small service."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     errors = 0

@@ -55,7 +55,7 @@ async def test_serving_load_generator_counts_latencies_and_errors() -> None:
         await asyncio.sleep(0.002)
         return httpx.Response(503 if number % 5 == 0 else 200, json={})
 
-    run = await serving.httpx_load(
+    run = await serving.load(
         "http://svc", serving.text_request(), concurrency=4, total=20, transport=httpx.MockTransport(handler)
     )
     summary = run.summary()
