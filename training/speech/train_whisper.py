@@ -30,6 +30,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -198,6 +199,9 @@ class HeadParams:
     #: From this epoch on, the head's weights are averaged over the ends of epochs (0: off; the head has no
     #: BatchNorm, so the average needs no recomputed statistics).
     average_from: int = 0
+    #: Mixup's Beta(alpha, alpha) (0: off): each batch trains on convex mixtures of pairs of its windows,
+    #: features, targets and loss weights alike (Zhang et al. 2018).
+    mixup: float = 0.0
     seed: int = 0
 
 
@@ -305,19 +309,61 @@ def train_loop(
             model.set_weights(current)
 
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=report))
-    model.fit(
-        x,
-        keras.utils.to_categorical(y, NUM_LABELS),
-        sample_weight=sample_weights(w, train_rows, hp),
-        batch_size=hp.batch_size,
-        epochs=hp.epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-    )
+    targets = keras.utils.to_categorical(y, NUM_LABELS)
+    weights = sample_weights(w, train_rows, hp)
+    if hp.mixup > 0:
+        batches = mixup_batches(x, targets.astype(np.float32), weights, hp)
+        model.fit(batches, epochs=hp.epochs, verbose=0, callbacks=callbacks)
+    else:
+        model.fit(
+            x,
+            targets,
+            sample_weight=weights,
+            batch_size=hp.batch_size,
+            epochs=hp.epochs,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
     if average is not None and average.mean is not None:
         model.set_weights(average.mean)
     return model
+
+
+def mixup_batch(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray, alpha: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row mixed with a random partner of the same batch: lam * own + (1 - lam) * partner, lam ~ Beta."""
+    lam = rng.beta(alpha, alpha, size=(len(x), 1)).astype(np.float32)
+    partner = rng.permutation(len(x))
+    return (
+        lam * x + (1 - lam) * x[partner],
+        lam * y + (1 - lam) * y[partner],
+        lam[:, 0] * weights + (1 - lam[:, 0]) * weights[partner],
+    )
+
+
+def mixup_batches(x: np.ndarray, y: np.ndarray, weights: np.ndarray, hp: HeadParams) -> Any:
+    """A keras dataset of shuffled batches of mixed windows (a new order and new mixtures every epoch)."""
+    import keras
+
+    class MixupBatches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(hp.seed)
+            self.order = self.rng.permutation(len(x))
+
+        def __len__(self) -> int:
+            return math.ceil(len(x) / hp.batch_size)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows = self.order[index * hp.batch_size : (index + 1) * hp.batch_size]
+            return mixup_batch(x[rows], y[rows], weights[rows], hp.mixup, self.rng)
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(x))
+
+    return MixupBatches()
 
 
 class WeightAverage:
