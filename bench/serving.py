@@ -518,8 +518,9 @@ def gateway_token(url: str) -> str:
 
 
 def gateway_env(workdir: Path, urls: dict[str, str]) -> dict[str, str]:
+    """The gateway's settings: SQLite in the work folder, or ``$BENCH_DATABASE_URL`` (an empty database)."""
     return {
-        "DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'gateway.db'}",
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL") or f"sqlite+aiosqlite:///{workdir / 'gateway.db'}",
         "AUTO_MIGRATE": "true",
         "RATE_LIMIT_ENABLED": "false",
         "BCRYPT_ROUNDS": "4",
