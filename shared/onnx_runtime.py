@@ -99,7 +99,8 @@ def quantize_int8(fp32: bytes, op_types: tuple[str, ...] = ("MatMul",), *, keep_
     with tempfile.TemporaryDirectory() as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(fp32)
-        excluded = [node.name for node in _graph(fp32).node if any(part in node.name for part in keep_fp32)]
+        # Parsing the graph for node names costs a second copy of the model: only when something is kept.
+        excluded = [n.name for n in _graph(fp32).node if any(part in n.name for part in keep_fp32)] if keep_fp32 else []
         quantize_dynamic(
             source,
             target,
